@@ -1,0 +1,172 @@
+"""Typed, validated run configuration.
+
+Hydra composes YAML from configs/; ``from_mapping`` turns the result into frozen dataclasses in
+one place, so a typo or a wrong type fails before any work starts, with the bad key named.
+``DictConfig`` never travels past ``spiral.launch``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config key is unknown, missing, or of the wrong type or value."""
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    games: tuple[str, ...] = ("KuhnPoker-v1",)  # game ids sampled uniformly for each match
+    games_per_step: int = 32  # matches played per training step
+    opponent: str = "self"  # "self" (self-play), "random", "optimal" or "checkpoint:PATH"
+    max_turns: int | None = None  # overrides each game's registered turn limit
+    invalid_penalty: float = -1.5  # return of a player whose move is invalid (SPIRAL: -1.5)
+    invalid_other: float = 0.5  # return of its opponent (SPIRAL: +0.5)
+    game_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-game overrides
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name_or_path: str = "embedded"  # "embedded" (the tiny model spiral builds) or an HF path/id
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    gradient_checkpointing: bool = False  # trade compute for memory on big models
+    enable_thinking: bool | None = None  # passed to chat templates that support it (Qwen3)
+
+
+@dataclass(frozen=True)
+class ActorConfig:
+    backend: str = "hf"  # "hf" (transformers, CPU/GPU) or "vllm" (GPU)
+    temperature: float = 1.0  # sampling temperature (SPIRAL: 1.0)
+    top_p: float = 1.0  # nucleus sampling
+    max_new_tokens: int = 24  # response limit; a response cut here is an invalid move
+    batch_size: int = 256  # prompts per generation call (a tick may need several)
+    gpu_memory_utilization: float = 0.5  # vLLM only: share of GPU memory for the engine
+    sleep_when_training: bool = True  # vLLM only: free KV cache while the learner trains
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    backend: str = "torch"  # "torch" (one process or DDP) or "deepspeed"
+    device: str = "auto"  # "auto" (cuda if available), "cpu" or "cuda"
+    lr: float = 1e-3  # AdamW learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
+    grad_clip: float = 1.0  # max global grad norm
+    epochs: int = 1  # PPO epochs over each batch
+    minibatches: int = 1  # optimizer steps per epoch
+    micro_batch_tokens: int = 16384  # padded tokens per forward/backward (memory budget)
+    zero_stage: int = 2  # deepspeed only: ZeRO stage
+
+
+@dataclass(frozen=True)
+class AlgoConfig:
+    rae: bool = True  # role-conditioned advantages; false = plain REINFORCE (paper ablation)
+    baseline_decay: float = 0.95  # EMA decay of each (game, player) baseline
+    gamma: float = 1.0  # discount of a player's return over its earlier turns
+    drop_zero_advantage: bool = True  # skip turns whose advantage is exactly 0
+    clip_eps: float = 0.2  # PPO clip range
+    kl_beta: float = 0.0  # weight of the k3 KL penalty to the frozen initial model
+    norm_tokens: int | None = None  # Dr.GRPO constant; None = actor.max_new_tokens
+    old_logprobs: str = "recompute"  # "recompute" under the sampling weights, or "actor"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    every: int = 10  # evaluate every N steps (0 = never); also at step 0 and at the end
+    games: int = 64  # matches per (game, opponent), seats alternated
+    opponents: tuple[str, ...] = ("random", "optimal")  # fixed opponents to play
+    exploitability: bool = True  # exact Kuhn exploitability when Kuhn is trained
+    temperature: float = 1.0  # sampling temperature of the evaluated policy
+    math: tuple[str, ...] = ()  # math benchmarks for online eval (e.g. ["math500"])
+    math_dir: str | None = None  # local benchmark directory; None = SPIRAL_MATH_DIR or hub
+    math_limit: int | None = 50  # problems per benchmark in online eval
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    steps: int = 100  # total training steps; a resumed run continues up to this
+    seed: int = 0  # everything random derives from (seed, step)
+    out_dir: str = "runs/default"  # run directory (resumes when it holds a checkpoint)
+    checkpoint_every: int = 10  # steps between checkpoints (and one at the end)
+    keep_checkpoints: int = 2  # newest checkpoints kept on disk
+    save_games_every: int = 10  # write game transcripts every N steps
+    progress: bool = True  # show a progress bar
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+CHOICES = {
+    "actor.backend": ("hf", "vllm"),
+    "learner.backend": ("torch", "deepspeed"),
+    "learner.device": ("auto", "cpu", "cuda"),
+    "model.dtype": ("float32", "bfloat16", "float16"),
+    "algo.old_logprobs": ("recompute", "actor"),
+}
+
+
+def from_mapping(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a plain mapping, naming any bad key in the error."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]!r}; valid keys here: {', '.join(fields)}"
+        )
+    hints = typing.get_type_hints(cls)
+    values = {
+        name: _coerce(hints[name], data[name], f"{prefix}{name}") for name in fields if name in data
+    }
+    made = cls(**values)
+    _check_choices(made, prefix)
+    return made
+
+
+def _check_choices(made: Any, prefix: str) -> None:
+    for f in dataclasses.fields(made):
+        key = f"{prefix}{f.name}"
+        value = getattr(made, f.name)
+        if key in CHOICES and value not in CHOICES[key]:
+            raise ConfigError(f"{key}={value!r} is not one of {', '.join(CHOICES[key])}")
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return from_mapping(hint, value, key + ".")
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        item_types = args if args[-1] is not Ellipsis else (args[0],) * len(value)
+        if len(item_types) != len(value):
+            raise ConfigError(f"{key}: expected {len(item_types)} items, got {value!r}")
+        return tuple(_coerce(t, v, f"{key}[{i}]") for i, (t, v) in enumerate(zip(item_types, value)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {str(k): v for k, v in value.items()}
+    return _scalar(hint, value, key)
+
+
+def _scalar(hint: Any, value: Any, key: str) -> Any:
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is not bool and isinstance(value, bool) or not isinstance(value, hint):
+        raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")
+    return value

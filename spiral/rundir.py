@@ -1,0 +1,133 @@
+"""The run directory (fixed layout): metrics.jsonl, checkpoints/, games/, config.yaml.
+
+On resume from checkpoint ``C``, metric lines of steps after ``C`` (logged by the interrupted
+run but not covered by a checkpoint) are dropped, so every step appears exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+from spiral.evaluate.games import outcome_rates
+from spiral.records import Episode
+from spiral.selfplay import RolloutStats
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.metrics_path = self.path / "metrics.jsonl"
+
+    def prepare(self, start: int, cfg) -> None:
+        """Create the layout, save the resolved config, drop metrics past ``start``."""
+        (self.path / "games").mkdir(parents=True, exist_ok=True)
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.create(dataclasses.asdict(cfg))
+        (self.path / "config.yaml").write_text(OmegaConf.to_yaml(config))
+        if self.metrics_path.exists():
+            kept = [line for line in self.metrics_path.read_text().splitlines()
+                    if line.strip() and _complete(line) and json.loads(line)["step"] <= start]
+            kept = kept if start > 0 else []
+            tmp = self.metrics_path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            os.replace(tmp, self.metrics_path)
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+            f.flush()
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines()
+                if line.strip() and _complete(line)]
+
+    def save_games(self, step: int, episodes: list[Episode]) -> Path:
+        path = self.path / "games" / f"step_{step:06d}.jsonl"
+        with open(path, "w") as f:
+            for ep in episodes:
+                f.write(json.dumps(transcript(ep, step)) + "\n")
+        return path
+
+    def progress(self, cfg, start: int):
+        return Progress(cfg.steps, start, enabled=cfg.progress)
+
+
+class Progress:
+    """tqdm bar showing step, games/s, win rate vs random and exploitability."""
+
+    KEYS = {"rollout/games_per_s": "games/s", "eval/KuhnPoker-v1/exploitability": "expl",
+            "train/loss": "loss", "rollout/invalid_rate": "invalid"}
+
+    def __init__(self, total: int, start: int, enabled: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=start, disable=not enabled, desc="spiral",
+                        dynamic_ncols=True)
+        self.shown: dict[str, str] = {}
+
+    def update(self, metrics: dict[str, float]) -> None:
+        for key, label in self.KEYS.items():
+            if key in metrics:
+                self.shown[label] = f"{metrics[key]:.3g}"
+        for key, value in metrics.items():
+            if key.startswith("eval/") and key.endswith("/random/win_rate"):
+                self.shown["win/rand"] = f"{value:.2f}"
+        self.bar.set_postfix(self.shown, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def summarize(episodes: list[Episode], rollout: RolloutStats) -> dict[str, float]:
+    """Rollout metrics from typed episodes: speed, outcomes, returns, lengths."""
+    n = len(episodes)
+    turns = [t for ep in episodes for t in ep.turns]
+    out = {
+        "rollout/games": n,
+        "rollout/games_per_s": n / rollout.seconds if rollout.seconds else 0.0,
+        "rollout/generate_share": rollout.generate_seconds / rollout.seconds
+        if rollout.seconds else 0.0,
+        "rollout/invalid_rate": sum(ep.invalid_player is not None for ep in episodes) / max(n, 1),
+        "rollout/truncated_rate": sum(ep.truncated for ep in episodes) / max(n, 1),
+        "rollout/moves_per_game": sum(len(ep.moves) for ep in episodes) / max(n, 1),
+        "rollout/response_tokens_mean": sum(len(t.response_ids) for t in turns) / max(len(turns), 1),
+        "rollout/prompt_tokens_mean": sum(len(t.prompt_ids) for t in turns) / max(len(turns), 1),
+        "time/rollout_s": rollout.seconds,
+    }
+    by_game: dict[str, list[Episode]] = defaultdict(list)
+    for ep in episodes:
+        by_game[ep.game_id].append(ep)
+    for game_id, group in by_game.items():
+        for player in (0, 1):
+            returns = [ep.returns[player] for ep in group if player in ep.model_players]
+            if returns:
+                out[f"rollout/{game_id}/return_player{player}"] = sum(returns) / len(returns)
+        out |= outcome_rates(group, f"rollout/{game_id}", with_ci=False)
+    return out
+
+
+def transcript(ep: Episode, step: int) -> dict:
+    """A JSON-able record of one match, for inspection and replay."""
+    return {
+        "step": step, "game_id": ep.game_id, "seed": ep.seed, "opponent": ep.opponent,
+        "model_players": list(ep.model_players), "returns": list(ep.returns),
+        "invalid_player": ep.invalid_player, "truncated": ep.truncated,
+        "moves": [[p, m] for p, m in ep.moves],
+        "turns": [{"player": t.player, "turn": t.turn, "observation": t.observation,
+                   "response": t.text, "action": t.action} for t in ep.turns],
+    }
+
+
+def _complete(line: str) -> bool:
+    try:
+        return "step" in json.loads(line)
+    except json.JSONDecodeError:
+        return False

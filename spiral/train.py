@@ -1,0 +1,157 @@
+"""SPIRAL training: one policy plays both seats, RAE centres the returns, PPO-clip updates it.
+
+    for step in range(start, steps):
+        episodes = play(actor, games, n)                 # batched multi-turn self-play
+        samples  = role_conditioned_advantages(episodes, baselines)
+        stats    = learner.update(samples)               # token-level PPO-clip, Dr.GRPO norm
+        actor.load_weights(learner.weights())
+        every k steps: evaluate, checkpoint, save transcripts
+
+Everything random derives from (seed, step), so a run resumed from its checkpoint at step C
+replays steps C+1... exactly as an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from pathlib import Path
+
+import torch
+
+from spiral import checkpoint
+from spiral.actor import HFActor
+from spiral.advantages import RoleBaselines, role_conditioned_advantages
+from spiral.config import RunConfig
+from spiral.evaluate.games import evaluate_opponents, kuhn_metrics, kuhn_policy_logprob
+from spiral.learner import TorchLearner
+from spiral.models import load_model, load_tokenizer, pick_device, resolve_path
+from spiral.opponents import named_opponent
+from spiral.rundir import RunDir, summarize
+from spiral.selfplay import Prompter, RolloutStats, play
+from spiral.tiny_model import response_text
+
+
+@dataclasses.dataclass
+class Trainer:
+    cfg: RunConfig
+    run: RunDir
+    tokenizer: object
+    learner: TorchLearner
+    actor: HFActor
+    prompter: Prompter
+    baselines: RoleBaselines
+    opponent: object
+    start: int = 0
+    elapsed_before: float = 0.0
+
+
+def build(cfg: RunConfig) -> Trainer:
+    """Load the model (or the run's latest checkpoint) and every component of the loop."""
+    run = RunDir(Path(cfg.out_dir))
+    resume_from = checkpoint.latest(run.path)
+    base = str(resume_from) if resume_from else resolve_path(cfg.model.name_or_path)
+    device = pick_device(cfg.learner.device)
+    tokenizer = load_tokenizer(base)
+    model = load_model(base, cfg.model, device)
+    learner = TorchLearner(
+        model, cfg.learner, cfg.algo, pad_id=tokenizer.pad_token_id,
+        temperature=cfg.actor.temperature,
+        norm_tokens=cfg.algo.norm_tokens or cfg.actor.max_new_tokens, seed=cfg.seed,
+    )
+    actor = HFActor(copy.deepcopy(model), tokenizer, cfg.actor)
+    trainer = Trainer(
+        cfg, run, tokenizer, learner, actor, Prompter(tokenizer, cfg.model.enable_thinking),
+        RoleBaselines(cfg.algo.baseline_decay),
+        named_opponent(cfg.env.opponent, device, cfg.actor.max_new_tokens),
+    )
+    if resume_from:
+        state = checkpoint.load_state(resume_from, learner.optimizer)
+        trainer.start, trainer.elapsed_before = state["step"], state["elapsed_s"]
+        trainer.baselines = RoleBaselines.from_state_dict(state["baselines"])
+        learner.rng.setstate(_rng_state(state["learner_rng"]))
+    run.prepare(trainer.start, cfg)
+    return trainer
+
+
+def train(cfg: RunConfig) -> Path:
+    """Train to ``cfg.steps`` (resuming if ``out_dir`` holds a checkpoint); returns out_dir."""
+    t = build(cfg)
+    started = time.time()
+    elapsed = lambda: t.elapsed_before + time.time() - started  # noqa: E731
+    if t.start == 0 and cfg.eval.every:
+        t.run.log(0, evaluate(t, step=0) | {"time/elapsed_s": elapsed()})
+    bar = t.run.progress(cfg, t.start)
+    for step in range(t.start + 1, cfg.steps + 1):
+        metrics = train_step(t, step)
+        if cfg.eval.every and (step % cfg.eval.every == 0 or step == cfg.steps):
+            metrics |= evaluate(t, step)
+        metrics["time/elapsed_s"] = elapsed()
+        t.run.log(step, metrics)
+        bar.update(metrics)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            save_checkpoint(t, step, metrics["time/elapsed_s"])
+    bar.close()
+    return t.run.path
+
+
+def train_step(t: Trainer, step: int) -> dict[str, float]:
+    """One rollout + one learner update; returns the step's metrics."""
+    cfg = t.cfg
+    torch.manual_seed(_step_seed(cfg.seed, step))
+    rollout = RolloutStats()
+    episodes = play(t.actor, t.prompter, cfg.env, cfg.env.games_per_step,
+                    seed=_step_seed(cfg.seed, step), opponent=t.opponent, stats=rollout)
+    samples = role_conditioned_advantages(
+        episodes, t.baselines, rae=cfg.algo.rae, gamma=cfg.algo.gamma,
+        drop_zero=cfg.algo.drop_zero_advantage,
+    )
+    stats = t.learner.update(samples)
+    t.actor.load_weights(t.learner.weights())
+    if cfg.save_games_every and step % cfg.save_games_every == 0:
+        t.run.save_games(step, episodes)
+    metrics = stats | summarize(episodes, rollout)
+    metrics |= {f"train/baseline/{k}": v for k, v in t.baselines.values.items()}
+    return metrics
+
+
+def evaluate(t: Trainer, step: int) -> dict[str, float]:
+    """Online evaluation: fixed opponents on every trained game, exact Kuhn exploitability."""
+    cfg = t.cfg
+    started = time.perf_counter()
+    metrics = evaluate_opponents(
+        t.actor, t.prompter, cfg.env, cfg.env.games, cfg.eval.opponents, cfg.eval.games,
+        seed=_step_seed(cfg.seed + 7919, step), temperature=cfg.eval.temperature,
+    )
+    if cfg.eval.exploitability and "KuhnPoker-v1" in cfg.env.games:
+        policy = kuhn_policy_logprob(t.actor.model, t.tokenizer, t.prompter, response_text,
+                                     temperature=cfg.eval.temperature)
+        metrics |= kuhn_metrics(policy)
+    metrics["time/eval_s"] = time.perf_counter() - started
+    return metrics
+
+
+def save_checkpoint(t: Trainer, step: int, elapsed_s: float) -> None:
+    state = {
+        "elapsed_s": elapsed_s,
+        "baselines": t.baselines.state_dict(),
+        "learner_rng": _rng_json(t.learner.rng.getstate()),
+        "config": dataclasses.asdict(t.cfg),
+    }
+    checkpoint.save(t.run.path, step, t.learner.model, t.tokenizer, t.learner.optimizer, state,
+                    keep=t.cfg.keep_checkpoints)
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step) % 2**31
+
+
+def _rng_json(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _rng_state(data: list) -> tuple:
+    version, internal, gauss = data
+    return (version, tuple(internal), gauss)
