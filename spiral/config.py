@@ -120,7 +120,7 @@ def from_mapping(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(
-            f"unknown config key {prefix}{unknown[0]!r}; valid keys here: {', '.join(fields)}"
+            f"unknown config key '{prefix}{unknown[0]}'; valid keys here: {', '.join(fields)}"
         )
     hints = typing.get_type_hints(cls)
     values = {
@@ -154,7 +154,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         item_types = args if args[-1] is not Ellipsis else (args[0],) * len(value)
         if len(item_types) != len(value):
             raise ConfigError(f"{key}: expected {len(item_types)} items, got {value!r}")
-        return tuple(_coerce(t, v, f"{key}[{i}]") for i, (t, v) in enumerate(zip(item_types, value)))
+        pairs = enumerate(zip(item_types, value))
+        return tuple(_coerce(t, v, f"{key}[{i}]") for i, (t, v) in pairs)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")

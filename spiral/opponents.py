@@ -1,9 +1,9 @@
 """Opponents the policy trains or is evaluated against, across games.
 
-``named_opponent("random" | "optimal" | "checkpoint:PATH")`` returns an object with ``name`` and
-``for_game(game_id)``, which gives the agent (``act(game, rng)``) for that game: fixed agents come from ``envs.opponents`` (one per
-game id, made on first use); ``checkpoint:PATH`` is a frozen model answering one prompt at a
-time (through the same chat template and parsing as the policy).
+``named_opponent(name)`` returns an object with ``name`` and ``for_game(game_id)``, which gives
+the agent (with ``act(game, rng)``) for that game. ``random`` and ``optimal`` come from
+``envs.opponents`` (one per game id, made on first use); ``checkpoint:PATH`` is a frozen model
+answering one prompt at a time through the same chat template and parsing as the policy.
 """
 
 from __future__ import annotations

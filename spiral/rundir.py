@@ -98,8 +98,8 @@ def summarize(episodes: list[Episode], rollout: RolloutStats) -> dict[str, float
         "rollout/invalid_rate": sum(ep.invalid_player is not None for ep in episodes) / max(n, 1),
         "rollout/truncated_rate": sum(ep.truncated for ep in episodes) / max(n, 1),
         "rollout/moves_per_game": sum(len(ep.moves) for ep in episodes) / max(n, 1),
-        "rollout/response_tokens_mean": sum(len(t.response_ids) for t in turns) / max(len(turns), 1),
-        "rollout/prompt_tokens_mean": sum(len(t.prompt_ids) for t in turns) / max(len(turns), 1),
+        "rollout/response_tokens_mean": _mean([len(t.response_ids) for t in turns]),
+        "rollout/prompt_tokens_mean": _mean([len(t.prompt_ids) for t in turns]),
         "time/rollout_s": rollout.seconds,
     }
     by_game: dict[str, list[Episode]] = defaultdict(list)
@@ -124,6 +124,10 @@ def transcript(ep: Episode, step: int) -> dict:
         "turns": [{"player": t.player, "turn": t.turn, "observation": t.observation,
                    "response": t.text, "action": t.action} for t in ep.turns],
     }
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
 
 
 def _complete(line: str) -> bool:

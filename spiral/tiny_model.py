@@ -12,8 +12,11 @@ deterministically from a seed:
    model learns the answer format and which moves are legal, and because the moves are uniform
    it learns no strategy: strategy must come from self-play.
 
-``embedded_model_path()`` builds it once into a cache directory (``$SPIRAL_HOME`` or
-``~/.cache/spiral``) and reuses it. Command: ``python -m spiral.tiny_model [--out DIR]``.
+The built model ships with spiral as a small, deliberate fixture in ``spiral/embedded/`` (made by
+``python -m spiral.tiny_model --out spiral/embedded``), so a fresh clone trains at once.
+``embedded_model_path()`` uses it when its recorded spec equals ``TinySpec()``; otherwise (the
+spec was changed) it builds once into a cache directory (``$SPIRAL_HOME`` or ``~/.cache/spiral``)
+and reuses that. Command: ``python -m spiral.tiny_model [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ class TinySpec:
     max_positions: int = 1024
     corpus_games: int = 300  # random games per built-in game for the tokenizer corpus
     sft_examples: int = 3000  # format examples per built-in game
-    sft_steps: int = 600
+    sft_steps: int = 400
     sft_batch: int = 32
     sft_lr: float = 3e-3
 
@@ -160,7 +163,7 @@ def new_model(tokenizer, spec: TinySpec):
     return Qwen3ForCausalLM(config)
 
 
-def encode_examples(tokenizer, examples: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+def encode_examples(tokenizer, examples: list[tuple[str, str]]) -> list[tuple[list, list]]:
     """(prompt ids, response ids + eos) per example, tokenized the way the rollout does."""
     from spiral.selfplay import Prompter
 
@@ -173,10 +176,15 @@ def encode_examples(tokenizer, examples: list[tuple[str, str]]) -> list[tuple[li
 
 
 def format_pretrain(model, encoded, spec: TinySpec, log=print) -> list[float]:
-    """Supervised next-token loss on the responses only; returns the loss curve."""
+    """Supervised next-token loss on the responses only; returns the loss curve.
+
+    ``encoded`` holds ``spec.sft_examples`` examples of each built-in game, game after game.
+    """
     from spiral.learner import pad_batch
 
     rng = random.Random(spec.seed)
+    n = spec.sft_examples
+    by_game = [encoded[i : i + n] for i in range(0, len(encoded), n)]
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.sft_lr, betas=(0.9, 0.95))
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=spec.sft_lr, total_steps=spec.sft_steps, pct_start=0.1
@@ -184,7 +192,8 @@ def format_pretrain(model, encoded, spec: TinySpec, log=print) -> list[float]:
     model.train()
     losses = []
     for step in range(spec.sft_steps):
-        batch = rng.sample(encoded, spec.sft_batch)
+        # one game per batch: similar lengths, so little padding
+        batch = rng.sample(by_game[step % len(by_game)], spec.sft_batch)
         input_ids, attention, labels = pad_batch(batch, pad_id=0, label_prompt=False)
         out = model(input_ids=input_ids, attention_mask=attention, labels=labels)
         out.loss.backward()
@@ -224,12 +233,22 @@ def build(out_dir: str | Path, spec: TinySpec = TinySpec(), log=print) -> Path:
     return out
 
 
+SHIPPED = Path(__file__).parent / "embedded"
+
+
+def _spec_of(path: Path) -> dict | None:
+    info = path / "spiral_embedded.json"
+    return json.loads(info.read_text())["spec"] if info.exists() else None
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("SPIRAL_HOME", Path.home() / ".cache" / "spiral"))
 
 
 def embedded_model_path(spec: TinySpec = TinySpec(), log=print) -> Path:
-    """The cached embedded model, built on first use (safe against concurrent builders)."""
+    """The shipped embedded model, or a cached build of ``spec`` (made on first use)."""
+    if _spec_of(SHIPPED) == asdict(spec):
+        return SHIPPED
     final = cache_root() / spec.key()
     if (final / "spiral_embedded.json").exists():
         return final

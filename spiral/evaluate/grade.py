@@ -1,8 +1,10 @@
 """Grade model answers to math problems with math-verify, never hanging on a bad answer.
 
-A prediction is the model's whole response; math-verify extracts its final answer (the last
-``\\boxed{}``, else an "answer is ..." phrase or the last number, so plain GSM8K-style answers
-work) and compares it with the gold answer symbolically and numerically. The gold, a LaTeX final
+A prediction is the model's whole response. Its final answer is its last ``\\boxed{}`` (math-verify
+alone would read every box of a response as one set, so "\\boxed{2} ... wait, \\boxed{3}" would
+not answer 3); a response without a box is left to math-verify's extraction (an "answer is ..."
+phrase, else the last number or formula), so plain GSM8K-style answers work. math-verify then
+compares it with the gold answer symbolically and numerically. The gold, a LaTeX final
 answer, is read as ``\\boxed{gold}`` after dropping stray ``$`` signs and a closing period.
 
 Time limits. math-verify's own timeouts use ``signal.alarm``: whole seconds only (a fractional
@@ -41,12 +43,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from envs.core import last_boxed
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +59,7 @@ MAX_DEFAULT_WORKERS = 8
 STARTUP_TIMEOUT_S = 120.0  # a worker must import math-verify and report ready within this
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """The grade of one answer."""
 
     CORRECT = "correct"
@@ -79,10 +83,16 @@ class _DropTimeoutDisabledWarning(logging.Filter):
 
 @functools.cache
 def _math_verify() -> ModuleType:
+    """Import math-verify and warm it up (its LaTeX parser loads lazily, in tenths of a second).
+
+    Called before any deadline is armed: an alarm must never interrupt an import.
+    """
     import math_verify
 
     for name in ("math_verify.parser", "math_verify.grader"):
         logging.getLogger(name).addFilter(_DropTimeoutDisabledWarning())
+    half = math_verify.parse("\\boxed{\\frac{1}{2}}", parsing_timeout=None)
+    math_verify.verify(half, math_verify.parse("0.5", parsing_timeout=None), timeout_seconds=None)
     return math_verify
 
 
@@ -93,12 +103,19 @@ def gold_latex(gold: str) -> str:
     return text if "\\boxed" in text else f"\\boxed{{{text}}}"
 
 
+def prediction_latex(prediction: str) -> str:
+    """The part of a response that is graded: its last ``\\boxed{...}``, else all of it."""
+    boxed = last_boxed(prediction)
+    return prediction if boxed is None else f"\\boxed{{{boxed}}}"
+
+
 def _verify(prediction: str, gold: str) -> bool:
     mv = _math_verify()
     gold_parsed = mv.parse(gold_latex(gold), parsing_timeout=None, raise_on_error=False)
     if not gold_parsed:
         return False
-    predicted = mv.parse(prediction, parsing_timeout=None, raise_on_error=False)
+    answer = prediction_latex(prediction)
+    predicted = mv.parse(answer, parsing_timeout=None, raise_on_error=False)
     return bool(mv.verify(gold_parsed, predicted, timeout_seconds=None, raise_on_error=False))
 
 
@@ -121,7 +138,10 @@ def _deadline(seconds: float) -> Iterator[None]:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
     finally:
-        signal.signal(signal.SIGALRM, previous_handler)
+        # None: the old handler was not set from Python and cannot be put back.
+        signal.signal(
+            signal.SIGALRM, signal.SIG_DFL if previous_handler is None else previous_handler
+        )
         if outer_delay > 0:
             left = max(outer_delay - (time.monotonic() - started), 1e-3)
             signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
@@ -135,12 +155,13 @@ def _check_here(prediction: Any, gold: Any, timeout_s: float) -> Verdict:
     """Grade in this process under a SIGALRM deadline; must run in the main thread."""
     if not isinstance(prediction, str) or not isinstance(gold, str):
         return Verdict.WRONG
+    _math_verify()  # the import and warm-up stay outside the deadline
     try:
         with _deadline(timeout_s):
             return Verdict.CORRECT if _verify(prediction, gold) else Verdict.WRONG
     except GradingTimeout:
         return Verdict.TIMEOUT
-    except Exception:  # noqa: BLE001 - any failure inside the grader grades the answer wrong
+    except Exception:  # any failure inside math-verify or sympy grades the answer wrong
         logger.debug("grading failed", exc_info=True)
         return Verdict.WRONG
 
@@ -198,7 +219,8 @@ class _GradingPool:
         self._timeout_s = timeout_s
         self._hard_limit_s = 2 * timeout_s + 1.0
         self._target = target
-        self._workers = [self._start() for _ in range(size)]
+        self._size = size
+        self._workers: list[_Worker] = []
 
     def _start(self) -> _Worker:
         conn, child_conn = self._context.Pipe()
@@ -214,6 +236,7 @@ class _GradingPool:
         pending = deque(range(len(tasks)))
         left = len(tasks)
         try:
+            self._workers = [self._start() for _ in range(self._size)]
             while left:
                 self._assign(pending, tasks)
                 left -= self._collect(verdicts)
@@ -246,7 +269,9 @@ class _GradingPool:
             try:
                 message = conn.recv()
             except (EOFError, OSError):
-                done += self._fail(worker, verdicts, Verdict.WRONG, "exited while grading")
+                worker.process.join(timeout=1.0)
+                why = f"exited (exit code {worker.process.exitcode})"
+                done += self._fail(worker, verdicts, Verdict.WRONG, why)
                 continue
             if message == "ready":
                 worker.ready, worker.deadline = True, math.inf
@@ -263,17 +288,20 @@ class _GradingPool:
         done = 0
         for worker in list(self._workers):
             if worker.deadline <= now:
-                reason = f"took over {self._hard_limit_s:g} s"
-                done += self._fail(worker, verdicts, Verdict.TIMEOUT, reason)
+                why = "ran past its deadline"
+                done += self._fail(worker, verdicts, Verdict.TIMEOUT, why)
         return done
 
-    def _fail(self, worker: _Worker, verdicts: list[Verdict | None], verdict: Verdict, why: str):
+    def _fail(
+        self, worker: _Worker, verdicts: list[Verdict | None], verdict: Verdict, why: str
+    ) -> int:
+        """Replace a dead or stuck worker, grading its answer ``verdict``; returns 0 or 1."""
         if not worker.ready:
             self._stop(worker)
-            raise RuntimeError(f"a math grading worker failed to start ({why})")
+            raise RuntimeError(f"a math grading worker failed to start: it {why}")
         graded = 0
         if worker.task is not None:
-            logger.warning("grading answer %d %s: graded %s", worker.task, why, verdict.value)
+            logger.warning("grading worker %s on answer %d: graded %s", why, worker.task, verdict)
             verdicts[worker.task] = verdict
             graded = 1
         self._replace(worker)
@@ -399,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         verdicts = check_many(
             [(row["prediction"], row["answer"]) for row in rows], args.timeout, args.workers
         )
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summarize_verdicts(verdicts)))

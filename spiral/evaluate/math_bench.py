@@ -176,15 +176,21 @@ def _load_from_hub(spec: Benchmark) -> list[MathProblem]:
             f"(pip install datasets); or {hint}"
         ) from exc
     hub = spec.hub
-    rows = datasets.load_dataset(hub.dataset, hub.config, split=hub.split)
-    return [
-        MathProblem(
-            id=f"{spec.name}-{index}",
-            problem=str(row[hub.problem_field]),
-            answer=hub_answer(row[hub.answer_field], hub.answer_format),
-        )
-        for index, row in enumerate(rows)
-    ]
+    try:
+        rows = datasets.load_dataset(hub.dataset, hub.config, split=hub.split)
+        return [
+            MathProblem(
+                id=f"{spec.name}-{index}",
+                problem=str(row[hub.problem_field]),
+                answer=hub_answer(row[hub.answer_field], hub.answer_format),
+            )
+            for index, row in enumerate(rows)
+        ]
+    except Exception as exc:  # network, authentication, or a changed dataset schema
+        raise BenchmarkUnavailableError(
+            f"could not load {hub.dataset} (config {hub.config}, split {hub.split}) for "
+            f"{spec.name!r}: {type(exc).__name__}: {exc}; {hint}"
+        ) from exc
 
 
 def hub_answer(value: Any, answer_format: AnswerFormat = "plain") -> str:
