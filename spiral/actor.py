@@ -1,6 +1,6 @@
 """Actors generate responses for a batch of prompts. Two backends share one interface:
 
-- ``HFActor``: transformers ``generate`` (CPU or GPU);
+- ``HFActor``: a transformers model with a lean KV-cached sampling loop (CPU or GPU);
 - ``spiral.vllm_actor.VLLMActor``: vLLM with prefix caching (GPU nodes).
 
 Both return, per prompt, the new token ids (ending in EOS when the model stopped by itself),
@@ -34,7 +34,7 @@ class Actor(Protocol):
 
 
 class HFActor:
-    """Batched sampling with ``model.generate`` on left-padded prompts."""
+    """Batched sampling with transformers models on left-padded prompts (CPU or GPU)."""
 
     def __init__(self, model, tokenizer, cfg: ActorConfig):
         self.model = model.eval()
@@ -61,30 +61,70 @@ class HFActor:
 
     @torch.no_grad()
     def _generate_chunk(self, prompts, seed: int, temperature: float) -> list[Generation]:
+        """A lean sampling loop: one prefill, then one cached forward per new token.
+
+        Rows are left-padded; finished rows keep decoding padding (cheap at these lengths)
+        until every row has emitted EOS or the limit is reached.
+        """
         width = max(len(p) for p in prompts)
         input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         attention = torch.zeros((len(prompts), width), dtype=torch.long)
         for i, prompt in enumerate(prompts):
             input_ids[i, width - len(prompt) :] = torch.tensor(prompt)
             attention[i, width - len(prompt) :] = 1
-        torch.manual_seed(seed)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": self.cfg.top_p,
-                    "top_k": 0} if temperature > 0 else {"do_sample": False}
-        result = self.model.generate(
-            input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
-            max_new_tokens=self.cfg.max_new_tokens, eos_token_id=self.eos_id,
-            pad_token_id=self.pad_id, return_dict_in_generate=True, output_logits=True,
-            **sampling,
-        )
-        new_tokens = result.sequences[:, width:]  # (B, N)
-        logits = torch.stack(result.logits, dim=1).float()  # (B, N, V)
-        scale = temperature if temperature > 0 else 1.0
-        logp = torch.log_softmax(logits / scale, dim=-1)
-        logp = logp.gather(-1, new_tokens[..., None]).squeeze(-1)  # (B, N)
-        return [self._one(new_tokens[i].tolist(), logp[i].tolist()) for i in range(len(prompts))]
+        input_ids, attention = input_ids.to(self.device), attention.to(self.device)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        tokens, logprobs = self._decode(input_ids, attention, generator, temperature)
+        return [self._one(tokens[i].tolist(), logprobs[i].tolist()) for i in range(len(prompts))]
+
+    def _decode(self, input_ids, attention, generator, temperature: float):
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        logits = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                            past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        next_position = positions[:, -1:] + 1  # (B, 1)
+        finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        tokens, logprobs = [], []
+        for _ in range(self.cfg.max_new_tokens):
+            token, logp = self._sample(logits.float(), generator, temperature)  # (B,), (B,)
+            token = torch.where(finished, self.pad_id, token)
+            tokens.append(token)
+            logprobs.append(logp)
+            finished |= token == self.eos_id
+            if bool(finished.all()):
+                break
+            attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
+            logits = self.model(input_ids=token[:, None], attention_mask=attention,
+                                position_ids=next_position, past_key_values=cache,
+                                use_cache=True).logits[:, -1]
+            next_position = next_position + 1
+        return torch.stack(tokens, dim=1), torch.stack(logprobs, dim=1)  # (B, N)
+
+    def _sample(self, logits, generator, temperature: float):
+        """Sample one token per row; its log-prob under softmax(logits / temperature)."""
+        if temperature <= 0:
+            token = logits.argmax(dim=-1)
+            logp = torch.log_softmax(logits, dim=-1)
+        else:
+            logp = torch.log_softmax(logits / temperature, dim=-1)
+            probs = logp.exp()
+            if self.cfg.top_p < 1.0:
+                probs = _nucleus(probs, self.cfg.top_p)
+            token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        return token, logp.gather(-1, token[:, None]).squeeze(-1)
 
     def _one(self, tokens: list[int], logprobs: list[float]) -> Generation:
         finished = self.eos_id in tokens
         n = tokens.index(self.eos_id) + 1 if finished else len(tokens)
         text = self.tokenizer.decode(tokens[:n], skip_special_tokens=True)
         return Generation(tokens[:n], logprobs[:n], text, finished)
+
+
+def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Zero out the tail beyond cumulative probability ``top_p`` (the top token always stays)."""
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    drop = sorted_probs.cumsum(dim=-1) - sorted_probs > top_p
+    sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+    return torch.zeros_like(probs).scatter(-1, order, sorted_probs)

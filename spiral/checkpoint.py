@@ -29,6 +29,7 @@ def save(run_dir: Path, step: int, model, tokenizer, optimizer, state: dict, kee
     final = root / f"step_{step}"
     tmp = root / f".tmp_step_{step}"
     shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     tensors, groups = _flatten_optimizer(optimizer)

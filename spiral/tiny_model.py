@@ -8,9 +8,13 @@ deterministically from a seed:
    tokens and a chat template, so ``apply_chat_template`` works as with Qwen models;
 2. a ``Qwen3ForCausalLM`` (~1M parameters, untied embeddings) from random init;
 3. *format-only* pretraining on transcripts of uniformly random legal play in every built-in
-   game: prompt = the chat-templated observation, response = ``\\boxed{<move>}<|im_end|>``. The
-   model learns the answer format and which moves are legal, and because the moves are uniform
-   it learns no strategy: strategy must come from self-play.
+   game: prompt = the chat-templated observation, response = a brief thought, then
+   ``\\boxed{<move>}<|im_end|>``. The model learns the answer format and which moves are legal,
+   and because the moves are uniform it learns no strategy: strategy must come from self-play.
+   The thought restates the player's private information (in Kuhn Poker: "I am Player 1 and
+   hold Q."). It carries no strategy either, but it puts what matters next to the answer, the
+   way a larger model reasons before it answers; without it a 1M-parameter model starts out
+   ignoring its card, and self-play first collapses to card-blind play.
 
 The built model ships with spiral as a small, deliberate fixture in ``spiral/embedded/`` (made by
 ``python -m spiral.tiny_model --out spiral/embedded``), so a fresh clone trains at once.
@@ -37,6 +41,7 @@ import envs
 from envs.opponents import make_opponent
 
 BUILTIN_GAMES = ("KuhnPoker-v1", "TicTacToe-v1", "SimpleNegotiation-v1")
+SFT_SCHEDULE = (0, 1, 2, 1)  # indices into BUILTIN_GAMES, one game per pretraining batch
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 CHAT_TEMPLATE = (
     "{%- for message in messages %}"
@@ -50,7 +55,7 @@ CHAT_TEMPLATE = (
 class TinySpec:
     """Everything that determines the embedded model; its hash names the cache entry."""
 
-    version: int = 1
+    version: int = 2
     seed: int = 0
     vocab_size: int = 1024
     hidden_size: int = 128
@@ -61,7 +66,7 @@ class TinySpec:
     max_positions: int = 1024
     corpus_games: int = 300  # random games per built-in game for the tokenizer corpus
     sft_examples: int = 3000  # format examples per built-in game
-    sft_steps: int = 400
+    sft_steps: int = 480
     sft_batch: int = 32
     sft_lr: float = 3e-3
 
@@ -70,7 +75,7 @@ class TinySpec:
 
 
 def random_play_examples(game_id: str, n: int, seed: int) -> list[tuple[str, str]]:
-    """(observation, canonical move) pairs from uniformly random play of ``game_id``."""
+    """(observation, response text) pairs from uniformly random play of ``game_id``."""
     rng = random.Random(f"{game_id}/{seed}")
     opponent = make_opponent("random", game_id)
     examples: list[tuple[str, str]] = []
@@ -82,13 +87,22 @@ def random_play_examples(game_id: str, n: int, seed: int) -> list[tuple[str, str
         while not game.is_terminal() and len(examples) < n:
             observation = game.observe(game.current_player())
             move = game.parse_action(opponent.act(game, rng))
-            examples.append((observation, move))
+            examples.append((observation, response_text(move, game)))
             game.step(move)
     return examples
 
 
-def response_text(move: str) -> str:
-    """The answer the format pretraining teaches (the rollout accepts richer answers too)."""
+def response_text(move: str, game=None) -> str:
+    """The answer format pretraining teaches for ``move`` in ``game``'s current state.
+
+    The rollout accepts any answer whose last ``\\boxed{}`` parses; this is only the form the
+    embedded model starts from (and the one exact Kuhn policy evaluation scores).
+    """
+    from envs.kuhn import KuhnPoker
+
+    if isinstance(game, KuhnPoker):
+        player = game.current_player()
+        return f"I am Player {player} and hold {game.private_card(player)}. \\boxed{{{move}}}"
     return f"\\boxed{{{move}}}"
 
 
@@ -169,8 +183,8 @@ def encode_examples(tokenizer, examples: list[tuple[str, str]]) -> list[tuple[li
 
     prompter = Prompter(tokenizer)
     encoded = []
-    for observation, move in examples:
-        response = tokenizer.encode(response_text(move), add_special_tokens=False)
+    for observation, text in examples:
+        response = tokenizer.encode(text, add_special_tokens=False)
         encoded.append((prompter(observation), response + [tokenizer.eos_token_id]))
     return encoded
 
@@ -179,6 +193,8 @@ def format_pretrain(model, encoded, spec: TinySpec, log=print) -> list[float]:
     """Supervised next-token loss on the responses only; returns the loss curve.
 
     ``encoded`` holds ``spec.sft_examples`` examples of each built-in game, game after game.
+    Batches take one game at a time (similar lengths, little padding); TicTacToe, whose legal
+    moves are the hardest to read off the board, gets half of them.
     """
     from spiral.learner import pad_batch
 
@@ -193,7 +209,7 @@ def format_pretrain(model, encoded, spec: TinySpec, log=print) -> list[float]:
     losses = []
     for step in range(spec.sft_steps):
         # one game per batch: similar lengths, so little padding
-        batch = rng.sample(by_game[step % len(by_game)], spec.sft_batch)
+        batch = rng.sample(by_game[SFT_SCHEDULE[step % len(SFT_SCHEDULE)]], spec.sft_batch)
         input_ids, attention, labels = pad_batch(batch, pad_id=0, label_prompt=False)
         out = model(input_ids=input_ids, attention_mask=attention, labels=labels)
         out.loss.backward()
@@ -218,7 +234,7 @@ def build(out_dir: str | Path, spec: TinySpec = TinySpec(), log=print) -> Path:
         plays = random_play_examples(game_id, spec.sft_examples, spec.seed)
         examples += plays
         corpus += [obs for obs, _ in plays[: spec.corpus_games * 4]]
-        corpus += [response_text(move) for _, move in plays]
+        corpus += [response for _, response in plays]
     corpus += synthetic_math_text(2000, spec.seed)
     tokenizer = train_tokenizer(corpus, spec)
     model = new_model(tokenizer, spec)

@@ -68,13 +68,16 @@ def evaluate_opponents(actor: Actor, prompter: Prompter, env: EnvConfig, games: 
 
 def kuhn_policy_logprob(model, tokenizer, prompter: Prompter, answer_format,
                         temperature: float = 1.0) -> dict[str, dict[str, float]]:
-    """Action probabilities at the 12 information states from answer log-probs (exact)."""
+    """Action probabilities at the 12 information states from answer log-probs (exact).
+
+    ``answer_format(move, game)`` is the answer text whose probability stands for ``move``.
+    """
     samples, index = [], []
     for key in INFOSTATES:
         game = infostate_game(key)
         prompt = prompter(game.observe(game.current_player()))
         for move in game.legal_actions():
-            answer = tokenizer.encode(answer_format(move), add_special_tokens=False)
+            answer = tokenizer.encode(answer_format(move, game), add_special_tokens=False)
             samples.append(Sample(prompt, answer + [tokenizer.eos_token_id], 0.0, []))
             index.append((key, move))
     with torch.no_grad():

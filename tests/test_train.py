@@ -1,0 +1,103 @@
+"""Training end to end on the embedded model: run directory, resume, kill -9."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from spiral import checkpoint
+from spiral.config import EnvConfig, EvalConfig, RunConfig
+from spiral.train import train
+
+
+def small(out_dir, **overrides):
+    cfg = RunConfig(
+        steps=3, out_dir=str(out_dir), checkpoint_every=2, save_games_every=1, progress=False,
+        env=EnvConfig(games=("KuhnPoker-v1",), games_per_step=6),
+        eval=EvalConfig(every=2, games=4, opponents=("random",)),
+    )
+    return dataclasses.replace(cfg, **overrides)
+
+
+def steps_logged(out_dir):
+    return [json.loads(line)["step"] for line in (out_dir / "metrics.jsonl").read_text().split("\n")
+            if line]
+
+
+def metrics(out_dir):
+    return {row["step"]: row for row in map(json.loads, (out_dir / "metrics.jsonl").open())}
+
+
+def test_short_run_writes_the_fixed_run_directory(tmp_path):
+    train(small(tmp_path))
+    assert steps_logged(tmp_path) == [0, 1, 2, 3]
+    rows = metrics(tmp_path)
+    assert 0.0 <= rows[0]["eval/KuhnPoker-v1/exploitability"] <= 1.0
+    assert 0.0 <= rows[2]["eval/KuhnPoker-v1/random/win_rate"] <= 1.0
+    for key in ("train/loss", "rollout/games_per_s", "time/elapsed_s", "rollout/invalid_rate"):
+        assert key in rows[1]
+    assert rows[3]["time/elapsed_s"] >= rows[1]["time/elapsed_s"]
+    last = tmp_path / "checkpoints" / "step_3"
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "trainer_state.json",
+                 "optimizer.safetensors"):
+        assert (last / name).exists(), name
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["step_2", "step_3"]
+    games = sorted((tmp_path / "games").glob("*.jsonl"))
+    assert [g.name for g in games] == ["step_000001.jsonl", "step_000002.jsonl",
+                                       "step_000003.jsonl"]
+    record = json.loads(games[0].read_text().splitlines()[0])
+    assert record["game_id"] == "KuhnPoker-v1" and record["turns"][0]["observation"]
+    assert "steps: 3" in (tmp_path / "config.yaml").read_text()
+
+
+def test_resume_continues_without_lost_or_repeated_steps(tmp_path):
+    reference = tmp_path / "reference"
+    train(small(reference, steps=4))
+    interrupted = tmp_path / "interrupted"
+    train(small(interrupted, steps=3))
+    # the run "dies" after logging step 3 but before its checkpoint is complete
+    os.rename(interrupted / "checkpoints" / "step_3", interrupted / "checkpoints" / ".tmp_step_3")
+    train(small(interrupted, steps=4))
+    assert steps_logged(interrupted) == [0, 1, 2, 3, 4]
+    ref, got = metrics(reference), metrics(interrupted)
+    for step in (3, 4):  # replayed exactly as the uninterrupted run did
+        assert got[step]["train/loss"] == pytest.approx(ref[step]["train/loss"], abs=1e-6)
+        assert got[step]["rollout/KuhnPoker-v1/return_player0"] == pytest.approx(
+            ref[step]["rollout/KuhnPoker-v1/return_player0"])
+
+
+def test_finished_run_relaunched_does_nothing_more(tmp_path):
+    train(small(tmp_path, steps=2))
+    train(small(tmp_path, steps=2))
+    assert steps_logged(tmp_path) == [0, 1, 2]
+
+
+def test_fixed_opponent_training_runs(tmp_path):
+    cfg = small(tmp_path, steps=1, env=EnvConfig(games=("TicTacToe-v1",), games_per_step=4,
+                                                 opponent="optimal"))
+    train(cfg)
+    row = metrics(tmp_path)[1]
+    assert row["rollout/TicTacToe-v1/win_rate"] == 0.0  # minimax never loses
+
+
+def test_kill_9_mid_run_then_resume(tmp_path):
+    command = [sys.executable, "-m", "spiral.launch", "+exp=kuhn", f"out_dir={tmp_path}",
+               "steps=8", "checkpoint_every=1", "env.games_per_step=4", "eval.every=0",
+               "progress=false"]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while checkpoint.latest(tmp_path) is None or checkpoint.latest(tmp_path).name == "step_1":
+        assert first.poll() is None, first.stderr.read().decode()[-2000:]
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert steps_logged(tmp_path) == list(range(1, 9))
+    assert checkpoint.latest(tmp_path).name == "step_8"
