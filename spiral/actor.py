@@ -32,6 +32,8 @@ class Actor(Protocol):
 
     def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None: ...
 
+    def sleep(self) -> None: ...  # the learner trains next: free what can be freed
+
 
 class HFActor:
     """Batched sampling with transformers models on left-padded prompts (CPU or GPU)."""
@@ -49,6 +51,9 @@ class HFActor:
 
     def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(state_dict)
+
+    def sleep(self) -> None:
+        """Nothing to free: the hf actor keeps its copy of the weights between rollouts."""
 
     def generate(self, prompts: list[list[int]], seed: int,
                  temperature: float | None = None) -> list[Generation]:

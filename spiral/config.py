@@ -22,7 +22,7 @@ class ConfigError(ValueError):
 class EnvConfig:
     games: tuple[str, ...] = ("KuhnPoker-v1",)  # game ids sampled uniformly for each match
     games_per_step: int = 32  # matches played per training step
-    opponent: str = "self"  # "self" (self-play), "random", "optimal" or "checkpoint:PATH"
+    opponent: str = "self"  # "self", "random", "optimal", "checkpoint:PATH" or "openai:MODEL"
     max_turns: int | None = None  # overrides each game's registered turn limit
     invalid_penalty: float = -1.5  # return of a player whose move is invalid (SPIRAL: -1.5)
     invalid_other: float = 0.5  # return of its opponent (SPIRAL: +0.5)
@@ -80,6 +80,8 @@ class EvalConfig:
     games: int = 64  # matches per (game, opponent), seats alternated
     opponents: tuple[str, ...] = ("random", "optimal")  # fixed opponents to play
     exploitability: bool = True  # exact Kuhn exploitability when Kuhn is trained
+    kuhn_policy: str = "logprob"  # read the policy from answer log-probs, or "sample" answers
+    kuhn_samples: int = 64  # answers per information state with kuhn_policy=sample
     temperature: float = 1.0  # sampling temperature of the evaluated policy
     math: tuple[str, ...] = ()  # math benchmarks for online eval (e.g. ["math500"])
     math_dir: str | None = None  # local benchmark directory; None = SPIRAL_MATH_DIR or hub
@@ -109,6 +111,7 @@ CHOICES = {
     "learner.device": ("auto", "cpu", "cuda"),
     "model.dtype": ("float32", "bfloat16", "float16"),
     "algo.old_logprobs": ("recompute", "actor"),
+    "eval.kuhn_policy": ("logprob", "sample"),
 }
 
 

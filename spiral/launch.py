@@ -6,6 +6,7 @@ validated into the frozen ``RunConfig`` here and nowhere else, then handed to ``
 
 from __future__ import annotations
 
+import os
 import sys
 
 import hydra
@@ -31,7 +32,8 @@ def _main(cfg: DictConfig) -> None:
         print(f"config error: {err}", file=sys.stderr)
         sys.exit(2)
     out = train(run_cfg)
-    print(f"run directory: {out}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"run directory: {out}")
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from spiral import checkpoint
 from spiral.config import AlgoConfig, LearnerConfig
 from spiral.loss import ppo_clip_loss
 from spiral.records import Sample
@@ -91,6 +92,11 @@ class TorchLearner:
 
     def weights(self) -> dict[str, torch.Tensor]:
         return self.model.state_dict()
+
+    def save_checkpoint(self, run_dir, step: int, tokenizer, state: dict, keep: int):
+        """Write checkpoint ``step``: HF weights, optimizer tensors and ``state``."""
+        return checkpoint.save(run_dir, step, self.model, tokenizer, self.optimizer, state,
+                               keep=keep)
 
     def _logprobs(self, model, group: list[Sample]) -> torch.Tensor:
         logp, _ = response_logprobs(model, group, self.pad_id, self.temperature)

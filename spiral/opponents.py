@@ -3,7 +3,8 @@
 ``named_opponent(name)`` returns an object with ``name`` and ``for_game(game_id)``, which gives
 the agent (with ``act(game, rng)``) for that game. ``random`` and ``optimal`` come from
 ``envs.opponents`` (one per game id, made on first use); ``checkpoint:PATH`` is a frozen model
-answering one prompt at a time through the same chat template and parsing as the policy.
+answering one prompt at a time through the same chat template and parsing as the policy;
+``openai:MODEL`` asks an OpenAI-compatible chat endpoint (``spiral.evaluate.openai_opponent``).
 """
 
 from __future__ import annotations
@@ -59,4 +60,8 @@ def named_opponent(name: str, device=None, max_new_tokens: int = 24):
     if name.startswith("checkpoint:"):
         path = name.split(":", 1)[1]
         return ModelOpponent(path, device or "cpu", max_new_tokens=max_new_tokens)
+    if name.startswith("openai:"):
+        from spiral.evaluate.openai_opponent import OpenAIOpponent
+
+        return OpenAIOpponent(name.split(":", 1)[1])
     return PerGameOpponent(name)

@@ -86,8 +86,12 @@ def new_matches(env: EnvConfig, n: int, seed: int, opponent: str, rng: random.Ra
 
 def play(actor: Actor, prompter: Prompter, env: EnvConfig, n: int, seed: int, *,
          opponent=None, games: tuple[str, ...] | None = None, temperature: float | None = None,
-         stats: RolloutStats | None = None) -> list[Episode]:
+         stats: RolloutStats | None = None, shard: tuple[int, int] = (0, 1)) -> list[Episode]:
     """Play ``n`` matches to the end; returns one Episode per match, in match order.
+
+    ``shard=(index, count)``: deal the ``n`` matches as one process would and play only the
+    ``index``-th of ``count`` contiguous slices (a rank's share of a data-parallel step), with a
+    sampling stream of its own so that the ranks' responses are independent.
 
     ``opponent``: None for self-play, else an object with ``name`` and ``for_game(game_id)``
     giving the agent (``act(game, rng)``) for a game (see ``spiral.opponents``).
@@ -96,6 +100,10 @@ def play(actor: Actor, prompter: Prompter, env: EnvConfig, n: int, seed: int, *,
     rng = random.Random(f"rollout/{seed}")
     name = "self" if opponent is None else opponent.name
     matches = new_matches(env, n, seed, name, rng, games)
+    index, count = shard
+    if count > 1:
+        matches = matches[n * index // count : n * (index + 1) // count]
+        rng = random.Random(f"rollout/{seed}/shard{index}")
     while True:
         for match in matches:
             _advance_fixed(match, opponent, rng, env)

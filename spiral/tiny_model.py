@@ -11,10 +11,13 @@ deterministically from a seed:
    game: prompt = the chat-templated observation, response = a brief thought, then
    ``\\boxed{<move>}<|im_end|>``. The model learns the answer format and which moves are legal,
    and because the moves are uniform it learns no strategy: strategy must come from self-play.
-   The thought restates the player's private information (in Kuhn Poker: "I am Player 1 and
-   hold Q."). It carries no strategy either, but it puts what matters next to the answer, the
-   way a larger model reasons before it answers; without it a 1M-parameter model starts out
-   ignoring its card, and self-play first collapses to card-blind play.
+   In Kuhn Poker the thought restates the player's seat and card and names the move right
+   after the card ("I am Player 1. Q calls. \\boxed{[call]}"); the move is still uniformly
+   random, so this carries no strategy. It matters for a 1M-parameter model: when the move is
+   chosen at the card's own token, the card is in the residual stream where the move is
+   predicted, and self-play learns card-dependent play at once. With the card several tokens
+   away, the model first learns card-blind play and stalls at "always bet and call"
+   (exploitability 1/3) - we measured that with a thought that ended in the card.
 
 The built model ships with spiral as a small, deliberate fixture in ``spiral/embedded/`` (made by
 ``python -m spiral.tiny_model --out spiral/embedded``), so a fresh clone trains at once.
@@ -55,7 +58,7 @@ CHAT_TEMPLATE = (
 class TinySpec:
     """Everything that determines the embedded model; its hash names the cache entry."""
 
-    version: int = 2
+    version: int = 4
     seed: int = 0
     vocab_size: int = 1024
     hidden_size: int = 128
@@ -65,9 +68,9 @@ class TinySpec:
     num_kv_heads: int = 2
     max_positions: int = 1024
     corpus_games: int = 300  # random games per built-in game for the tokenizer corpus
-    sft_examples: int = 3000  # format examples per built-in game
-    sft_steps: int = 480
-    sft_batch: int = 32
+    sft_examples: int = 8000  # format examples per built-in game
+    sft_steps: int = 2400
+    sft_batch: int = 64
     sft_lr: float = 3e-3
 
     def key(self) -> str:
@@ -102,7 +105,8 @@ def response_text(move: str, game=None) -> str:
 
     if isinstance(game, KuhnPoker):
         player = game.current_player()
-        return f"I am Player {player} and hold {game.private_card(player)}. \\boxed{{{move}}}"
+        card, verb = game.private_card(player), move.strip("[]") + "s"
+        return f"I am Player {player}. {card} {verb}. \\boxed{{{move}}}"
     return f"\\boxed{{{move}}}"
 
 
@@ -189,7 +193,7 @@ def encode_examples(tokenizer, examples: list[tuple[str, str]]) -> list[tuple[li
     return encoded
 
 
-def format_pretrain(model, encoded, spec: TinySpec, log=print) -> list[float]:
+def format_pretrain(model, encoded, spec: TinySpec, log=print, device="cpu") -> list[float]:
     """Supervised next-token loss on the responses only; returns the loss curve.
 
     ``encoded`` holds ``spec.sft_examples`` examples of each built-in game, game after game.
@@ -211,7 +215,8 @@ def format_pretrain(model, encoded, spec: TinySpec, log=print) -> list[float]:
         # one game per batch: similar lengths, so little padding
         batch = rng.sample(by_game[SFT_SCHEDULE[step % len(SFT_SCHEDULE)]], spec.sft_batch)
         input_ids, attention, labels = pad_batch(batch, pad_id=0, label_prompt=False)
-        out = model(input_ids=input_ids, attention_mask=attention, labels=labels)
+        out = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                    labels=labels.to(device))
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -224,8 +229,12 @@ def format_pretrain(model, encoded, spec: TinySpec, log=print) -> list[float]:
     return losses
 
 
-def build(out_dir: str | Path, spec: TinySpec = TinySpec(), log=print) -> Path:
-    """Build the embedded model into ``out_dir`` (HF format, safetensors)."""
+def build(out_dir: str | Path, spec: TinySpec = TinySpec(), log=print, device="cpu") -> Path:
+    """Build the embedded model into ``out_dir`` (HF format, safetensors).
+
+    Deterministic for a given device; a GPU build is much faster and equivalent in quality,
+    but its floating-point rounding (hence its exact weights) differs from a CPU build.
+    """
     torch.manual_seed(spec.seed)
     started = time.time()
     corpus = []
@@ -237,13 +246,16 @@ def build(out_dir: str | Path, spec: TinySpec = TinySpec(), log=print) -> Path:
         corpus += [response for _, response in plays]
     corpus += synthetic_math_text(2000, spec.seed)
     tokenizer = train_tokenizer(corpus, spec)
-    model = new_model(tokenizer, spec)
-    losses = format_pretrain(model, encode_examples(tokenizer, examples), spec, log=log)
+    model = new_model(tokenizer, spec).to(device)
+    encoded = encode_examples(tokenizer, examples)
+    losses = format_pretrain(model, encoded, spec, log=log, device=device)
+    model = model.cpu()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    info = {"spec": asdict(spec), "final_loss": losses[-1], "build_seconds": time.time() - started}
+    info = {"spec": asdict(spec), "final_loss": losses[-1], "build_seconds": time.time() - started,
+            "device": str(device), "torch": torch.__version__}
     (out / "spiral_embedded.json").write_text(json.dumps(info, indent=2))
     log(f"embedded model built in {info['build_seconds']:.0f}s -> {out}")
     return out
@@ -285,8 +297,9 @@ def embedded_model_path(spec: TinySpec = TinySpec(), log=print) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", help="write here instead of the cache directory")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = parser.parse_args(argv)
-    print(build(args.out) if args.out else embedded_model_path())
+    print(build(args.out, device=args.device) if args.out else embedded_model_path())
 
 
 if __name__ == "__main__":

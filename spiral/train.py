@@ -20,15 +20,21 @@ from pathlib import Path
 
 import torch
 
-from spiral import checkpoint
+from spiral import checkpoint, distributed
 from spiral.actor import HFActor
-from spiral.advantages import RoleBaselines, role_conditioned_advantages
+from spiral.advantages import RoleBaselines
 from spiral.config import RunConfig
-from spiral.evaluate.games import evaluate_opponents, kuhn_metrics, kuhn_policy_logprob
+from spiral.evaluate.games import (
+    evaluate_opponents,
+    kuhn_metrics,
+    kuhn_policy_logprob,
+    kuhn_policy_sampled,
+)
+from spiral.evaluate.math_eval import evaluate_math
 from spiral.learner import TorchLearner
 from spiral.models import load_model, load_tokenizer, pick_device, resolve_path
 from spiral.opponents import named_opponent
-from spiral.rundir import RunDir, summarize
+from spiral.rundir import Progress, RunDir, summarize
 from spiral.selfplay import Prompter, RolloutStats, play
 from spiral.tiny_model import response_text
 
@@ -45,53 +51,95 @@ class Trainer:
     opponent: object
     start: int = 0
     elapsed_before: float = 0.0
+    dist: distributed.Dist = distributed.Dist()
 
 
 def build(cfg: RunConfig) -> Trainer:
     """Load the model (or the run's latest checkpoint) and every component of the loop."""
+    dist = distributed.setup(cfg.learner.device, need_group=cfg.learner.backend == "deepspeed"
+                             or cfg.actor.backend == "vllm")
     run = RunDir(Path(cfg.out_dir))
     resume_from = checkpoint.latest(run.path)
     base = str(resume_from) if resume_from else resolve_path(cfg.model.name_or_path)
     device = pick_device(cfg.learner.device)
     tokenizer = load_tokenizer(base)
     model = load_model(base, cfg.model, device)
-    learner = TorchLearner(
-        model, cfg.learner, cfg.algo, pad_id=tokenizer.pad_token_id,
-        temperature=cfg.actor.temperature,
-        norm_tokens=cfg.algo.norm_tokens or cfg.actor.max_new_tokens, seed=cfg.seed,
-    )
-    actor = HFActor(copy.deepcopy(model), tokenizer, cfg.actor)
+    hf_copy = copy.deepcopy(model) if cfg.actor.backend == "hf" else None  # before ZeRO-3 shards
+    learner = _learner(cfg, model, tokenizer, dist)
+    actor = _actor(cfg, base, hf_copy, tokenizer, learner, dist)
     trainer = Trainer(
         cfg, run, tokenizer, learner, actor, Prompter(tokenizer, cfg.model.enable_thinking),
         RoleBaselines(cfg.algo.baseline_decay),
-        named_opponent(cfg.env.opponent, device, cfg.actor.max_new_tokens),
+        named_opponent(cfg.env.opponent, device, cfg.actor.max_new_tokens), dist=dist,
     )
     if resume_from:
         state = checkpoint.load_state(resume_from, learner.optimizer)
         trainer.start, trainer.elapsed_before = state["step"], state["elapsed_s"]
         trainer.baselines = RoleBaselines.from_state_dict(state["baselines"])
         learner.rng.setstate(_rng_state(state["learner_rng"]))
-    run.prepare(trainer.start, cfg)
+    if dist.is_main:
+        run.prepare(trainer.start, cfg)
+    distributed.barrier(dist)
     return trainer
 
 
-def train(cfg: RunConfig) -> Path:
-    """Train to ``cfg.steps`` (resuming if ``out_dir`` holds a checkpoint); returns out_dir."""
+def _learner(cfg: RunConfig, model, tokenizer, dist: distributed.Dist):
+    """torch (one process, or DDP under torchrun) or DeepSpeed ZeRO."""
+    common = dict(pad_id=tokenizer.pad_token_id, temperature=cfg.actor.temperature,
+                  norm_tokens=cfg.algo.norm_tokens or cfg.actor.max_new_tokens, seed=cfg.seed)
+    if cfg.learner.backend == "deepspeed":
+        from spiral.deepspeed_learner import DeepSpeedLearner
+
+        return DeepSpeedLearner(model, cfg.learner, cfg.algo, dist=dist,
+                                bf16=cfg.model.dtype == "bfloat16", **common)
+    learner = TorchLearner(model, cfg.learner, cfg.algo, **common)
+    if dist.world_size == 1:
+        return learner
+    from spiral.ddp_learner import DDPLearner
+
+    return DDPLearner(learner, dist)
+
+
+def _actor(cfg: RunConfig, base: str, hf_copy, tokenizer, learner, dist: distributed.Dist):
+    """transformers generate on a copy of the model, or a vLLM engine on this rank's device."""
+    if cfg.actor.backend == "hf":
+        return HFActor(hf_copy, tokenizer, cfg.actor)
+    from spiral.vllm_actor import VLLMActor, model_logprobs
+
+    reference = model_logprobs(learner.model, tokenizer.pad_token_id, cfg.actor.temperature)
+    return VLLMActor(base, tokenizer, cfg.actor, learner.weights(), dtype=cfg.model.dtype,
+                     seed=cfg.seed + dist.rank, reference=reference)
+
+
+def train(cfg: RunConfig, stop=None, max_seconds: float | None = None) -> Path:
+    """Train to ``cfg.steps`` (resuming if ``out_dir`` holds a checkpoint); returns out_dir.
+
+    ``stop(metrics) -> bool`` and ``max_seconds`` end the run early (benchmarks use them); the
+    step where it ends is checkpointed like the last one.
+    """
     t = build(cfg)
     started = time.time()
     elapsed = lambda: t.elapsed_before + time.time() - started  # noqa: E731
     if t.start == 0 and cfg.eval.every:
-        t.run.log(0, evaluate(t, step=0) | {"time/elapsed_s": elapsed()})
-    bar = t.run.progress(cfg, t.start)
+        metrics = evaluate(t, step=0) | {"time/elapsed_s": elapsed()}
+        if t.dist.is_main:
+            t.run.log(0, metrics)
+    bar = Progress(cfg.steps, t.start, enabled=cfg.progress and t.dist.is_main)
     for step in range(t.start + 1, cfg.steps + 1):
         metrics = train_step(t, step)
         if cfg.eval.every and (step % cfg.eval.every == 0 or step == cfg.steps):
             metrics |= evaluate(t, step)
         metrics["time/elapsed_s"] = elapsed()
-        t.run.log(step, metrics)
+        if t.dist.is_main:
+            t.run.log(step, metrics)
         bar.update(metrics)
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        done = t.dist.is_main and ((stop is not None and stop(metrics)) or (
+            max_seconds is not None and time.time() - started > max_seconds))
+        done = distributed.all_reduce([float(done)], t.dist, "max")[0] > 0  # ranks stop together
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or done:
             save_checkpoint(t, step, metrics["time/elapsed_s"])
+        if done:
+            break
     bar.close()
     return t.run.path
 
@@ -102,13 +150,18 @@ def train_step(t: Trainer, step: int) -> dict[str, float]:
     torch.manual_seed(_step_seed(cfg.seed, step))
     rollout = RolloutStats()
     episodes = play(t.actor, t.prompter, cfg.env, cfg.env.games_per_step,
-                    seed=_step_seed(cfg.seed, step), opponent=t.opponent, stats=rollout)
-    samples = role_conditioned_advantages(
-        episodes, t.baselines, rae=cfg.algo.rae, gamma=cfg.algo.gamma,
+                    seed=_step_seed(cfg.seed, step), opponent=t.opponent, stats=rollout,
+                    shard=(t.dist.rank, t.dist.world_size))
+    samples = distributed.shared_advantages(  # the same baselines on every rank
+        episodes, t.baselines, t.dist, rae=cfg.algo.rae, gamma=cfg.algo.gamma,
         drop_zero=cfg.algo.drop_zero_advantage,
     )
+    t.actor.sleep()  # vLLM frees its memory while the learner trains
     stats = t.learner.update(samples)
     t.actor.load_weights(t.learner.weights())
+    episodes = distributed.gather_episodes(episodes, t.dist)  # all ranks' matches, on rank 0
+    if episodes is None:
+        return stats  # rank 0 logs the step
     if cfg.save_games_every and step % cfg.save_games_every == 0:
         t.run.save_games(step, episodes)
     metrics = stats | summarize(episodes, rollout)
@@ -125,9 +178,18 @@ def evaluate(t: Trainer, step: int) -> dict[str, float]:
         seed=_step_seed(cfg.seed + 7919, step), temperature=cfg.eval.temperature,
     )
     if cfg.eval.exploitability and "KuhnPoker-v1" in cfg.env.games:
-        policy = kuhn_policy_logprob(t.actor.model, t.tokenizer, t.prompter, response_text,
-                                     temperature=cfg.eval.temperature)
+        if cfg.eval.kuhn_policy == "logprob":
+            policy = kuhn_policy_logprob(t.learner.model, t.tokenizer, t.prompter, response_text,
+                                         temperature=cfg.eval.temperature)
+        else:
+            policy = kuhn_policy_sampled(t.actor, t.prompter, cfg.eval.kuhn_samples,
+                                         seed=_step_seed(cfg.seed, step),
+                                         temperature=cfg.eval.temperature)
         metrics |= kuhn_metrics(policy)
+    if cfg.eval.math:
+        metrics |= evaluate_math(t.actor, t.tokenizer, cfg.eval.math, cfg.eval.math_dir,
+                                 cfg.eval.math_limit, samples=1,
+                                 seed=_step_seed(cfg.seed + 104729, step))
     metrics["time/eval_s"] = time.perf_counter() - started
     return metrics
 
@@ -139,8 +201,8 @@ def save_checkpoint(t: Trainer, step: int, elapsed_s: float) -> None:
         "learner_rng": _rng_json(t.learner.rng.getstate()),
         "config": dataclasses.asdict(t.cfg),
     }
-    checkpoint.save(t.run.path, step, t.learner.model, t.tokenizer, t.learner.optimizer, state,
-                    keep=t.cfg.keep_checkpoints)
+    t.learner.save_checkpoint(t.run.path, step, t.tokenizer, state, keep=t.cfg.keep_checkpoints)
+    distributed.barrier(t.dist)  # no rank runs ahead of a checkpoint it may resume from
 
 
 def _step_seed(seed: int, step: int) -> int:

@@ -36,7 +36,7 @@ def test_build_writes_a_loadable_qwen3_with_chat_template(micro):
     from envs.kuhn import infostate_game
 
     kuhn = response_text("[call]", infostate_game("Qb"))
-    assert kuhn == "I am Player 1 and hold Q. \\boxed{[call]}"
+    assert kuhn == "I am Player 1. Q calls. \\boxed{[call]}"
     assert tokenizer.decode(tokenizer.encode(kuhn, add_special_tokens=False)) == kuhn
     info = json.loads((path / "spiral_embedded.json").read_text())
     assert info["spec"] == asdict(spec)

@@ -53,6 +53,10 @@ def test_short_run_writes_the_fixed_run_directory(tmp_path):
     record = json.loads(games[0].read_text().splitlines()[0])
     assert record["game_id"] == "KuhnPoker-v1" and record["turns"][0]["observation"]
     assert "steps: 3" in (tmp_path / "config.yaml").read_text()
+    from spiral.plot import plot_run
+
+    written = {p.name for p in plot_run(tmp_path)}
+    assert {"exploitability.png", "win_rate.png", "loss.png"} <= written
 
 
 def test_resume_continues_without_lost_or_repeated_steps(tmp_path):
@@ -83,6 +87,17 @@ def test_fixed_opponent_training_runs(tmp_path):
     train(cfg)
     row = metrics(tmp_path)[1]
     assert row["rollout/TicTacToe-v1/win_rate"] == 0.0  # minimax never loses
+
+
+def test_training_against_a_frozen_checkpoint(tmp_path):
+    from spiral.tiny_model import embedded_model_path
+
+    opponent = f"checkpoint:{embedded_model_path()}"
+    cfg = small(tmp_path, steps=1, env=EnvConfig(games=("KuhnPoker-v1",), games_per_step=4,
+                                                 opponent=opponent))
+    train(cfg)
+    row = metrics(tmp_path)[1]
+    assert row["rollout/games"] == 4 and row["train/samples"] > 0
 
 
 def test_kill_9_mid_run_then_resume(tmp_path):

@@ -17,6 +17,7 @@ import torch
 
 from envs.exploitability import kuhn_exploitability
 from envs.kuhn import INFOSTATES, infostate_game
+from envs.opponents import make_opponent
 from spiral.actor import Actor
 from spiral.config import EnvConfig
 from spiral.learner import response_logprobs
@@ -59,11 +60,24 @@ def evaluate_opponents(actor: Actor, prompter: Prompter, env: EnvConfig, games: 
     metrics: dict[str, float] = {}
     for game_id in games:
         for name in opponents:
+            if not supported(name, game_id):
+                continue
             opponent = named_opponent(name)
             episodes = play(actor, prompter, env, n, seed, opponent=opponent, games=(game_id,),
                             temperature=temperature)
             metrics |= outcome_rates(episodes, f"eval/{game_id}/{name}")
     return metrics
+
+
+def supported(name: str, game_id: str) -> bool:
+    """Whether fixed opponent ``name`` exists for ``game_id`` (e.g. no 'optimal' for Leduc)."""
+    if name.startswith(("checkpoint:", "openai:")):
+        return True
+    try:
+        make_opponent(name, game_id)
+    except ValueError:
+        return False
+    return True
 
 
 def kuhn_policy_logprob(model, tokenizer, prompter: Prompter, answer_format,

@@ -1,6 +1,9 @@
 """Env speed with uniform random play: games/s and env steps/s per game.
 
-    python bench/envs.py [--quick]
+    python bench/env_speed.py [--quick]
+
+(Named env_speed, not envs: a bench/envs.py would shadow the envs package for every script
+run from bench/.)
 
 A step is observe() + legal move choice + parse_action() + step(): what the rollout does per
 move besides generation. Target: >= 20,000 steps/s for Kuhn Poker and TicTacToe, so env work

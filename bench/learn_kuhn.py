@@ -1,0 +1,95 @@
+"""Time to learn: wall time for `+exp=kuhn` to reach Kuhn exploitability 0.15, 0.10 and 0.05.
+
+    python bench/learn_kuhn.py [--quick] [--minutes M] [overrides ...]
+
+Runs the kuhn experiment exactly as `python -m spiral.launch +exp=kuhn` composes it (extra
+Hydra overrides are passed through), stops at exploitability <= 0.05 or after --minutes, prints
+the crossing times and saves the curve to bench/results/learn_kuhn.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import RESULTS, record, table  # noqa: E402
+
+THRESHOLDS = (0.15, 0.10, 0.05)
+KEY = "eval/KuhnPoker-v1/exploitability"
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    from spiral.launch import to_run_config
+
+    with initialize_config_module("spiral.configs", version_base="1.3"):
+        return to_run_config(hydra_compose("config", overrides=["+exp=kuhn", *overrides]))
+
+
+def curve(out_dir: Path) -> list[tuple[int, float, float]]:
+    from spiral.rundir import RunDir
+
+    return [(r["step"], r["time/elapsed_s"], r[KEY]) for r in RunDir(out_dir).read_metrics()
+            if KEY in r]
+
+
+def crossings(points) -> dict[float, tuple[int, float] | None]:
+    found = {}
+    for threshold in THRESHOLDS:
+        hit = next(((step, t) for step, t, e in points if e <= threshold), None)
+        found[threshold] = hit
+    return found
+
+
+def plot(points, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([t / 60 for _, t, _ in points], [e for _, _, e in points], marker="o", ms=3)
+    for threshold in THRESHOLDS:
+        ax.axhline(threshold, ls="--", lw=0.8, color="grey")
+    ax.axhline(11 / 24, ls=":", lw=0.8, color="red", label="uniform policy")
+    ax.set(xlabel="wall time (minutes)", ylabel="exploitability", title="+exp=kuhn on this CPU")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="stop after 2 minutes")
+    parser.add_argument("--minutes", type=float, default=20.0)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    minutes = 2.0 if args.quick else args.minutes
+    from spiral.train import train
+
+    cfg = compose(args.overrides)
+    out_dir = Path(tempfile.mkdtemp(prefix="learn_kuhn_"))
+    cfg = dataclasses.replace(cfg, out_dir=str(out_dir), steps=10_000, progress=False,
+                              checkpoint_every=10_000)
+    train(cfg, stop=lambda m: m.get(KEY, 1.0) <= THRESHOLDS[-1], max_seconds=minutes * 60)
+    points = curve(out_dir)
+    rows = []
+    for threshold, hit in crossings(points).items():
+        seconds = hit[1] if hit else float("nan")
+        record("learn_kuhn", f"seconds_to_exploitability_{threshold:.2f}", seconds, "s")
+        rows.append((threshold, hit[0] if hit else "not reached", f"{seconds:.0f}"))
+    RESULTS.mkdir(exist_ok=True)
+    plot(points, RESULTS / "learn_kuhn.png")
+    print(table(rows, ("exploitability", "step", "seconds")))
+    print(f"curve: {RESULTS / 'learn_kuhn.png'}  run: {out_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""The DeepSpeed learner (``learner=deepspeed``): ZeRO stage 1-3, bf16, data-parallel PPO.
+
+The PPO loop is ``spiral.ddp_learner.ParallelPPO`` (the same update as the torch learner, summed
+over ranks); this module supplies the engine. Choices:
+
+- the optimizer is torch's AdamW handed to DeepSpeed, so the update is the torch learner's;
+  ``managed_gradient_accumulation=false`` lets our micro-batch count vary per minibatch: each
+  ``step()`` is the accumulation boundary;
+- ``model.dtype=bfloat16`` turns on DeepSpeed's bf16 mode (bf16 weights and activations, fp32
+  master weights and Adam moments in the ZeRO partitions); gradient checkpointing is the
+  model's own (``model.gradient_checkpointing``);
+- ``weights()`` gathers full weights (under ZeRO-3 every rank must call it) for the actor;
+- checkpoints stay spiral's (HF weights + ``optimizer.safetensors`` + JSON state, no pickle):
+  the partitioned optimizer is saved and restored as full per-parameter tensors in the torch
+  AdamW layout (plus fp32 master weights under bf16), so a checkpoint does not depend on the
+  number of ranks and resumes on any of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import random
+
+import torch
+
+from spiral import checkpoint
+from spiral.config import AlgoConfig, LearnerConfig
+from spiral.ddp_learner import LogprobModel, ParallelPPO, dummy_group
+from spiral.distributed import Dist
+from spiral.records import Sample
+
+MOMENTS = ("exp_avg", "exp_avg_sq")
+
+
+def ds_config(cfg: LearnerConfig, bf16: bool, cuda: bool) -> dict:
+    """The DeepSpeed config of a learner config (batching is driven by ``ParallelPPO``)."""
+    if cfg.zero_stage not in (0, 1, 2, 3):
+        raise ValueError(f"learner.zero_stage={cfg.zero_stage} is not one of 0, 1, 2, 3")
+    return {
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": 1,
+        "managed_gradient_accumulation": False,
+        "gradient_clipping": cfg.grad_clip,
+        "zero_allow_untested_optimizer": True,
+        "bf16": {"enabled": bf16},
+        "zero_optimization": {"stage": cfg.zero_stage, "overlap_comm": cuda,
+                              "contiguous_gradients": True},
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+
+
+class DeepSpeedEngine:
+    """``GradEngine`` over a DeepSpeed engine wrapping ``LogprobModel``."""
+
+    def __init__(self, module: LogprobModel, optimizer, config: dict, dist: Dist):
+        import deepspeed
+
+        self.dist = dist
+        self.engine, self.ds_optimizer, _, _ = deepspeed.initialize(
+            model=module, optimizer=optimizer, config=config
+        )
+        self.module: LogprobModel = self.engine.module
+        self.stage = config["zero_optimization"]["stage"]
+
+    def forward(self, group):
+        return self.engine(group)
+
+    def sync_context(self, last: bool):
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor, last: bool) -> None:
+        # DeepSpeed averages gradients over ranks; the global loss is a sum
+        self.engine.backward(loss * self.dist.world_size, scale_wrt_gas=False)
+
+    def step(self) -> float:
+        self.engine.step()
+        norm = self.engine.get_global_grad_norm()
+        return float(norm) if norm is not None else 0.0
+
+    def gathered(self, params: list[torch.nn.Parameter]):
+        """Full tensors of ``params`` inside the block (a collective under ZeRO-3)."""
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(params, modifier_rank=None,
+                                                 enabled=self.stage == 3)
+
+
+class FullOptimizerState:
+    """DeepSpeed's partitioned optimizer seen as a torch AdamW ``state_dict`` of full tensors.
+
+    ``state_dict`` and ``load_state_dict`` are collectives: every rank calls them. Entries per
+    parameter (in ``model.parameters()`` order): ``exp_avg``, ``exp_avg_sq``, ``step`` and,
+    when the weights are bf16, ``master`` (the fp32 weights the optimizer updates).
+    """
+
+    def __init__(self, engine: DeepSpeedEngine, bf16: bool):
+        self.engine, self.bf16 = engine, bf16
+
+    @property
+    def base(self) -> torch.optim.Optimizer:
+        return self.engine.ds_optimizer.optimizer
+
+    def _params(self) -> list[torch.nn.Parameter]:
+        return list(self.engine.module.model.parameters())
+
+    def state_dict(self) -> dict:
+        from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_optimizer_state
+
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in self.base.param_groups]
+        params = self._params()
+        groups[0]["params"] = list(range(len(params)))
+        if not self.base.state:
+            return {"state": {}, "param_groups": groups[:1]}
+        step = next(iter(self.base.state.values()))["step"]
+        state = {}
+        for i, param in enumerate(params):
+            entry = {k: safe_get_full_optimizer_state(param, k).detach().cpu() for k in MOMENTS}
+            entry["step"] = torch.as_tensor(step, dtype=torch.float32).detach().cpu().clone()
+            if self.bf16:
+                entry["master"] = safe_get_full_fp32_param(param).detach().cpu()
+            state[i] = entry
+        return {"state": state, "param_groups": groups[:1]}
+
+    def load_state_dict(self, full: dict) -> None:
+        from deepspeed.utils import safe_set_full_fp32_param, safe_set_full_optimizer_state
+
+        group = full["param_groups"][0]
+        for g in self.base.param_groups:
+            g.update({k: v for k, v in group.items() if k != "params"})
+        if not full["state"]:
+            return
+        self._create_states()
+        params = self._params()
+        for index, entry in full["state"].items():
+            param = params[int(index)]
+            for key in MOMENTS:
+                safe_set_full_optimizer_state(param, entry[key].to(torch.float32), key)
+            if "master" in entry:
+                safe_set_full_fp32_param(param, entry["master"].to(torch.float32))
+        step = float(full["state"][next(iter(full["state"]))]["step"])
+        for per_param in self.base.state.values():
+            per_param["step"].fill_(step)
+
+    def _create_states(self) -> None:
+        """Run one step with lr 0 on a zero-weight batch: AdamW creates its (zero) moments and
+        the weights stay as they are (an update of exactly 0, weight decay times lr 0)."""
+        saved = [(g["lr"], g["weight_decay"]) for g in self.base.param_groups]
+        for g in self.base.param_groups:
+            g["lr"], g["weight_decay"] = 0.0, 0.0
+        logp, _ = self.engine.forward(dummy_group(self.engine.module.pad_id))
+        self.engine.backward(logp.sum() * 0.0, last=True)
+        self.engine.step()
+        for g, (lr, decay) in zip(self.base.param_groups, saved):
+            g["lr"], g["weight_decay"] = lr, decay
+
+
+class _Fixed:
+    """A precomputed ``state_dict`` (what ``checkpoint.save`` reads from an optimizer)."""
+
+    def __init__(self, state: dict):
+        self.state = state
+
+    def state_dict(self) -> dict:
+        return self.state
+
+
+class _WithWeights:
+    """An HF model saved with explicitly gathered weights (ZeRO-3 params are placeholders)."""
+
+    def __init__(self, model, weights: dict[str, torch.Tensor]):
+        self.model, self.weights = model, weights
+
+    def save_pretrained(self, path, **kwargs) -> None:
+        self.model.save_pretrained(path, state_dict=self.weights, **kwargs)
+
+
+class DeepSpeedLearner:
+    """The learner interface of ``TorchLearner`` (update, weights, model, optimizer, rng,
+    save_checkpoint) on DeepSpeed ZeRO."""
+
+    def __init__(self, model, cfg: LearnerConfig, algo: AlgoConfig, *, pad_id: int,
+                 temperature: float, norm_tokens: int, dist: Dist, bf16: bool = False,
+                 seed: int = 0):
+        self.cfg, self.dist = cfg, dist
+        self.rng = random.Random(seed)
+        cuda = next(model.parameters()).is_cuda
+        reference = None
+        if algo.kl_beta > 0.0:
+            if cfg.zero_stage == 3:
+                raise ValueError("algo.kl_beta > 0 needs a full reference copy; use "
+                                 "learner.zero_stage <= 2 with DeepSpeed")
+            frozen = copy.deepcopy(model).eval().requires_grad_(False)
+            reference = LogprobModel(frozen, pad_id, temperature)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas,
+                                      weight_decay=cfg.weight_decay)
+        module = LogprobModel(model, pad_id, temperature)
+        self.engine = DeepSpeedEngine(module, optimizer, ds_config(cfg, bf16, cuda), dist)
+        self.optimizer = FullOptimizerState(self.engine, bf16)
+        self.ppo = ParallelPPO(
+            self.engine, algo, dist, epochs=cfg.epochs, minibatches=cfg.minibatches,
+            micro_batch_tokens=cfg.micro_batch_tokens, pad_id=pad_id, norm_tokens=norm_tokens,
+            reference=reference,
+        )
+
+    @property
+    def model(self):
+        """The HF model (under ZeRO-3 its forward gathers weights: call it on every rank)."""
+        return self.engine.module.model
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Full weights in HF names (a collective under ZeRO-3)."""
+        with self.engine.gathered(list(self.model.parameters())):
+            state = self.model.state_dict()
+            if self.engine.stage == 3:
+                return {k: v.detach().clone() for k, v in state.items()}
+            return {k: v.detach() for k, v in state.items()}
+
+    def update(self, samples: list[Sample]) -> dict[str, float]:
+        local_rng = random.Random(f"{self.rng.getrandbits(64)}/{self.dist.rank}")
+        return self.ppo.update(samples, local_rng)
+
+    def save_checkpoint(self, run_dir, step: int, tokenizer, state: dict, keep: int):
+        """Every rank gathers; rank 0 writes spiral's checkpoint layout."""
+        optimizer_state = self.optimizer.state_dict()
+        weights = self.weights()
+        if not self.dist.is_main:
+            return None
+        return checkpoint.save(run_dir, step, _WithWeights(self.model, weights), tokenizer,
+                               _Fixed(optimizer_state), state, keep=keep)

@@ -1,0 +1,258 @@
+"""Evaluate a checkpoint: games against fixed opponents, exact game metrics, math transfer.
+
+``python -m spiral.evaluate`` composes ``configs/evaluate.yaml`` and calls `run`; the pieces are
+plain functions of a typed `EvaluateConfig`, so training or a notebook can call them too:
+
+- `evaluate_games`: every (game, opponent) pair, ``matches`` matches with the policy's seat
+  alternated, through the same rollout (`spiral.selfplay.play`) and the same rates with 95%
+  Wilson intervals (`spiral.evaluate.games.outcome_rates`) as training's online evaluation;
+- `exact_game_metrics`: Kuhn Poker exploitability (`spiral.evaluate.games`) and TicTacToe's
+  optimal-move share and loss rate against perfect play (`spiral.evaluate.tictactoe_metrics`);
+- `math_metrics`: accuracy and response lengths on math benchmarks (`spiral.evaluate.math_eval`).
+
+`run` writes ``out_dir/eval.json`` (config, flat metrics, Kuhn policy, notes), ``eval.md`` (the
+tables of `spiral.evaluate.report`), ``games/step_<N>.jsonl`` (the transcripts, for
+``python -m spiral.replay``) and ``math/<bench>.jsonl`` (every graded answer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import envs
+from spiral import checkpoint
+from spiral.actor import Actor, HFActor
+from spiral.config import ActorConfig, ConfigError, EnvConfig, ModelConfig, from_mapping
+from spiral.evaluate import tictactoe_metrics as ttt
+from spiral.evaluate.games import (
+    kuhn_metrics,
+    kuhn_policy_logprob,
+    kuhn_policy_sampled,
+    outcome_rates,
+    supported,
+)
+from spiral.evaluate.math_bench import benchmark
+from spiral.evaluate.math_eval import evaluate_math
+from spiral.evaluate.openai_opponent import OpenAIError
+from spiral.evaluate.report import markdown
+from spiral.models import DTYPES, load_model, load_tokenizer, pick_device, resolve_path
+from spiral.opponents import named_opponent
+from spiral.records import Episode
+from spiral.rundir import RunDir
+from spiral.selfplay import Prompter, play
+from spiral.tiny_model import response_text
+
+logger = logging.getLogger(__name__)
+
+EXACT_POLICIES = ("logprob", "sample")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """What to evaluate and how; the fields and comments mirror ``configs/evaluate.yaml``."""
+
+    checkpoint: str  # HF model dir, hub id, "embedded", or a run dir (its latest checkpoint)
+    out_dir: str = "runs/eval"  # eval.json, eval.md, games/ and math/ go here
+    seed: int = 0  # everything random derives from this
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    enable_thinking: bool | None = None  # chat-template flag for Qwen3-style templates
+    batch_size: int = 64  # prompts per generation call
+    games: tuple[str, ...] = ("KuhnPoker-v1", "TicTacToe-v1")  # any registered game id
+    opponents: tuple[str, ...] = ("random", "optimal")  # also checkpoint:PATH, openai:MODEL
+    matches: int = 64  # matches per (game, opponent), seats alternated
+    temperature: float = 1.0  # sampling temperature of the policy in games
+    max_new_tokens: int = 24  # game answer limit; an answer cut here is an invalid move
+    max_turns: int | None = None  # overrides each game's turn limit (then a draw)
+    game_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-game overrides
+    exact: bool = True  # Kuhn exploitability; TicTacToe optimal-move share, loss vs perfect
+    exact_policy: str = "logprob"  # policy from canonical-answer log-probs, or "sample"
+    exact_samples: int = 64  # answers per position with exact_policy=sample
+    math: tuple[str, ...] = ()  # math500 aime24 aime25 amc23 minerva_math olympiadbench gsm8k
+    samples: int = 4  # answers per math problem; accuracy is pass@1 averaged over them
+    math_dir: str | None = None  # local jsonl directory; None = $SPIRAL_MATH_DIR or the hub
+    math_limit: int | None = None  # problems per benchmark (None = all)
+    math_temperature: float = 0.6  # SPIRAL's evaluation sampling
+    math_top_p: float = 0.95
+    math_max_new_tokens: int = 8192  # long generations for reasoning
+    grade_timeout_s: float = 5.0  # math-verify deadline per answer (then graded wrong)
+
+
+def to_config(data: dict[str, Any]) -> EvaluateConfig:
+    """Validate a plain mapping (e.g. the composed Hydra config); errors name the bad key."""
+    data = dict(data)
+    for key in ("games", "opponents", "math"):  # games=KuhnPoker-v1 means [KuhnPoker-v1]
+        if isinstance(data.get(key), str):
+            data[key] = [data[key]]
+    if "checkpoint" not in data or data["checkpoint"] in (None, ""):
+        raise ConfigError("checkpoint is required: python -m spiral.evaluate checkpoint=PATH")
+    cfg = from_mapping(EvaluateConfig, data)
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: EvaluateConfig) -> None:
+    for key, choices in (("device", DEVICES), ("dtype", tuple(DTYPES)),
+                         ("exact_policy", EXACT_POLICIES)):
+        if getattr(cfg, key) not in choices:
+            raise ConfigError(f"{key}={getattr(cfg, key)!r} is not one of {', '.join(choices)}")
+    for key in ("matches", "samples", "exact_samples", "batch_size", "max_new_tokens"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{key} must be >= 1, got {getattr(cfg, key)}")
+    for game_id in cfg.games:
+        try:
+            envs.spec(game_id)
+        except KeyError as err:
+            raise ConfigError(f"games: {err.args[0]}") from err
+    for name in cfg.math:
+        try:
+            benchmark(name)
+        except ValueError as err:
+            raise ConfigError(f"math: {err}") from err
+
+
+# --------------------------------------------------------------------------- games
+
+
+def env_config(cfg: EvaluateConfig) -> EnvConfig:
+    """The rollout settings of the evaluation games (SPIRAL's invalid-move penalties)."""
+    return EnvConfig(games=cfg.games, max_turns=cfg.max_turns, game_kwargs=cfg.game_kwargs)
+
+
+def evaluate_games(actor: Actor, prompter: Prompter, cfg: EvaluateConfig, notes: list[str],
+                   device=None) -> tuple[dict[str, float], list[Episode], list[list[str]]]:
+    """Outcome rates per (game, opponent); returns metrics, every episode, the pairs played.
+
+    A pair without that opponent (no ``optimal`` player for most adapted games) or whose remote
+    opponent fails is skipped with a note. Every pair uses seed ``cfg.seed``, as
+    `spiral.evaluate.games.evaluate_opponents` does, so the numbers agree with it."""
+    env = env_config(cfg)
+    metrics: dict[str, float] = {}
+    episodes: list[Episode] = []
+    pairs: list[list[str]] = []
+    opponents: dict[str, object] = {}
+    for game_id in cfg.games:
+        for name in cfg.opponents:
+            if not supported(name, game_id):
+                notes.append(f"{game_id} vs {name} skipped: no such opponent for this game")
+                continue
+            if name not in opponents:
+                opponents[name] = named_opponent(name, device, cfg.max_new_tokens)
+            try:
+                played = play(actor, prompter, env, cfg.matches, cfg.seed,
+                              opponent=opponents[name], games=(game_id,),
+                              temperature=cfg.temperature)
+            except OpenAIError as err:
+                notes.append(f"{game_id} vs {name} skipped: {err}")
+                continue
+            metrics |= outcome_rates(played, f"eval/{game_id}/{name}")
+            episodes += played
+            pairs.append([game_id, name])
+    return metrics, episodes, pairs
+
+
+def exact_game_metrics(model, tokenizer, actor: Actor, prompter: Prompter,
+                       cfg: EvaluateConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Kuhn exploitability and TicTacToe optimality for the evaluated games that have them.
+
+    Returns the metrics and the Kuhn policy they were computed from (empty when not played)."""
+    metrics: dict[str, float] = {}
+    details: dict[str, Any] = {}
+    sample = cfg.exact_policy == "sample"
+    if "KuhnPoker-v1" in cfg.games:
+        if sample:
+            policy = kuhn_policy_sampled(actor, prompter, cfg.exact_samples, cfg.seed,
+                                         temperature=cfg.temperature)
+        else:
+            policy = kuhn_policy_logprob(model, tokenizer, prompter, response_text,
+                                         temperature=cfg.temperature)
+        metrics |= kuhn_metrics(policy)
+        details["kuhn_policy"] = policy
+    if ttt.GAME_ID in cfg.games:
+        if sample:
+            board_policy = ttt.policy_sampled(actor, prompter, cfg.exact_samples, cfg.seed,
+                                              temperature=cfg.temperature)
+        else:
+            board_policy = ttt.policy_logprob(model, tokenizer, prompter, response_text,
+                                              temperature=cfg.temperature)
+        metrics |= ttt.tictactoe_metrics(board_policy)
+    return metrics, details
+
+
+def math_metrics(actor: Actor, tokenizer, cfg: EvaluateConfig, notes: list[str],
+                 predictions_dir: Path | None = None) -> dict[str, float]:
+    """Math transfer with the configured benchmarks and SPIRAL's sampling settings."""
+    return evaluate_math(
+        actor, tokenizer, cfg.math, cfg.math_dir, cfg.math_limit, cfg.samples, cfg.seed,
+        cfg.math_temperature, cfg.math_top_p, max_new_tokens=cfg.math_max_new_tokens,
+        timeout_s=cfg.grade_timeout_s, enable_thinking=cfg.enable_thinking, notes=notes,
+        predictions_dir=predictions_dir,
+    )
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def resolve_checkpoint(path: str) -> str:
+    """``embedded`` -> the embedded model; a run dir -> its latest checkpoint; else as given."""
+    run_dir = Path(path)
+    if (run_dir / "checkpoints").is_dir():
+        latest = checkpoint.latest(run_dir)
+        if latest is None:
+            raise FileNotFoundError(f"{run_dir / 'checkpoints'} holds no complete checkpoint")
+        return str(latest)
+    return resolve_path(path)
+
+
+def checkpoint_step(path: str) -> int:
+    """The training step of a spiral checkpoint (0 for any other model)."""
+    state = Path(path) / checkpoint.STATE_FILE
+    return int(json.loads(state.read_text())["step"]) if state.is_file() else 0
+
+
+def run(cfg: EvaluateConfig, log=print) -> dict[str, Any]:
+    """Evaluate ``cfg.checkpoint``; write eval.json, eval.md, transcripts; return the report."""
+    started = time.perf_counter()
+    out = Path(cfg.out_dir)
+    (out / "games").mkdir(parents=True, exist_ok=True)
+    path = resolve_checkpoint(cfg.checkpoint)
+    device = pick_device(cfg.device)
+    log(f"evaluating {path} on {device}")
+    tokenizer = load_tokenizer(path)
+    model = load_model(path, ModelConfig(dtype=cfg.dtype), device).eval()
+    actor = HFActor(model, tokenizer, ActorConfig(
+        temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+        batch_size=cfg.batch_size))
+    prompter = Prompter(tokenizer, cfg.enable_thinking)
+    notes: list[str] = []
+    log(f"games: {', '.join(cfg.games)} against {', '.join(cfg.opponents)}")
+    metrics, episodes, pairs = evaluate_games(actor, prompter, cfg, notes, device)
+    step = checkpoint_step(path)
+    if episodes:
+        log(f"game transcripts: {RunDir(out).save_games(step, episodes)}")
+    exact: dict[str, float] = {}
+    details: dict[str, Any] = {}
+    if cfg.exact:
+        log(f"exact metrics ({cfg.exact_policy} policy)")
+        exact, details = exact_game_metrics(model, tokenizer, actor, prompter, cfg)
+    metrics |= exact
+    if cfg.math:
+        log(f"math: {', '.join(cfg.math)}, {cfg.samples} samples per problem")
+        metrics |= math_metrics(actor, tokenizer, cfg, notes, out / "math")
+    report = {
+        "checkpoint": cfg.checkpoint, "model_path": path, "step": step,
+        "config": dataclasses.asdict(cfg), "pairs": pairs, "exact_keys": list(exact),
+        "math_benchmarks": [n for n in cfg.math if f"eval/math/{n}/accuracy" in metrics],
+        "metrics": metrics, **details, "notes": notes,
+        "seconds": time.perf_counter() - started,
+    }
+    (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "eval.md").write_text(markdown(report))
+    return report
