@@ -312,7 +312,7 @@ def test_sampled_kuhn_frequencies_converge_to_the_logprob_policy(micro):
     scores = ttt.shared_prompt_logprobs(model, prompts, answers, tokenizer.pad_token_id)
     for key, legal_scores in zip(INFOSTATES, scores):
         legal_mass = sum(math.exp(s) for s in legal_scores)  # P(an answer is a legal move)
-        assert legal_mass > 0.2, key
+        assert legal_mass > 0.1, key
         for move, p in exact[key].items():
             stderr = (p * (1 - p) / (n * legal_mass)) ** 0.5
             assert abs(sampled[key][move] - p) < 4 * stderr, (key, move)
