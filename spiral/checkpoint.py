@@ -22,8 +22,12 @@ STATE_FILE = "trainer_state.json"
 _STEP = re.compile(r"^step_(\d+)$")
 
 
-def save(run_dir: Path, step: int, model, tokenizer, optimizer, state: dict, keep: int) -> Path:
-    """Write checkpoint ``step`` atomically and prune all but the newest ``keep``."""
+def save(run_dir: Path, step: int, model, tokenizer, optimizer, state: dict, keep: int,
+         extra: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
+    """Write checkpoint ``step`` atomically and prune all but the newest ``keep``.
+
+    ``extra`` maps a name to tensors saved as ``<name>.safetensors`` (e.g. the KL reference).
+    """
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step}"
@@ -34,6 +38,9 @@ def save(run_dir: Path, step: int, model, tokenizer, optimizer, state: dict, kee
     tokenizer.save_pretrained(tmp)
     tensors, groups = _flatten_optimizer(optimizer)
     save_file(tensors, tmp / "optimizer.safetensors")
+    for name, named_tensors in (extra or {}).items():
+        save_file({k: v.detach().cpu().contiguous() for k, v in named_tensors.items()},
+                  tmp / f"{name}.safetensors")
     payload = {**state, "step": step, "optimizer_param_groups": groups}
     (tmp / STATE_FILE).write_text(json.dumps(payload, indent=2))
     _fsync_dir(tmp)
@@ -65,6 +72,12 @@ def load_state(path: Path, optimizer) -> dict:
     tensors = load_file(Path(path) / "optimizer.safetensors")
     _restore_optimizer(optimizer, tensors, state.pop("optimizer_param_groups"))
     return state
+
+
+def load_extra(path: Path, name: str) -> dict[str, torch.Tensor] | None:
+    """Tensors saved under ``name`` by ``save(extra=...)``, or None."""
+    file = Path(path) / f"{name}.safetensors"
+    return load_file(file) if file.exists() else None
 
 
 def _flatten_optimizer(optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:

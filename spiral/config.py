@@ -69,7 +69,8 @@ class AlgoConfig:
     gamma: float = 1.0  # discount of a player's return over its earlier turns
     drop_zero_advantage: bool = True  # skip turns whose advantage is exactly 0
     clip_eps: float = 0.2  # PPO clip range
-    kl_beta: float = 0.0  # weight of the k3 KL penalty to the frozen initial model
+    kl_beta: float = 0.0  # weight of the k3 KL penalty to the reference model
+    ref_update_every: int = 0  # copy the policy into the reference every N steps (0 = never)
     norm_tokens: int | None = None  # Dr.GRPO constant; None = actor.max_new_tokens
     old_logprobs: str = "recompute"  # "recompute" under the sampling weights, or "actor"
 

@@ -244,5 +244,11 @@ class DDPLearner:
         """Rank 0 writes the checkpoint (the weights are the same on every rank)."""
         if self.dist.is_main:
             return checkpoint.save(run_dir, step, self.model, tokenizer, self.optimizer, state,
-                                   keep=keep)
+                                   keep=keep, extra=self.inner.extra_state())
         return None
+
+    def load_extra_state(self, path) -> None:
+        self.inner.load_extra_state(path)
+
+    def refresh_reference(self) -> None:
+        self.inner.refresh_reference()

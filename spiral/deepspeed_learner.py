@@ -193,6 +193,7 @@ class DeepSpeedLearner:
                                  "learner.zero_stage <= 2 with DeepSpeed")
             frozen = copy.deepcopy(model).eval().requires_grad_(False)
             reference = LogprobModel(frozen, pad_id, temperature)
+        self.frozen = reference.model if reference is not None else None
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas,
                                       weight_decay=cfg.weight_decay)
         module = LogprobModel(model, pad_id, temperature)
@@ -227,5 +228,19 @@ class DeepSpeedLearner:
         weights = self.weights()
         if not self.dist.is_main:
             return None
+        extra = {"reference": self.frozen.state_dict()} if self.frozen is not None else None
         return checkpoint.save(run_dir, step, _WithWeights(self.model, weights), tokenizer,
-                               _Fixed(optimizer_state), state, keep=keep)
+                               _Fixed(optimizer_state), state, keep=keep, extra=extra)
+
+    def load_extra_state(self, path) -> None:
+        """Restore the KL reference saved with the checkpoint (it is not the resumed policy)."""
+        if self.frozen is not None:
+            saved = checkpoint.load_extra(path, "reference")
+            if saved is None:
+                raise FileNotFoundError(f"{path} has no reference.safetensors (kl_beta > 0)")
+            self.frozen.load_state_dict(saved)
+
+    def refresh_reference(self) -> None:
+        """Move the KL anchor to the current policy (ZeRO <= 2 holds full weights)."""
+        if self.frozen is not None:
+            self.frozen.load_state_dict(self.weights())

@@ -93,10 +93,26 @@ class TorchLearner:
     def weights(self) -> dict[str, torch.Tensor]:
         return self.model.state_dict()
 
+    def refresh_reference(self) -> None:
+        """Move the KL anchor to the current policy (a magnet update, as in mirror descent)."""
+        if self.reference is not None:
+            self.reference.load_state_dict(self.model.state_dict())
+
     def save_checkpoint(self, run_dir, step: int, tokenizer, state: dict, keep: int):
         """Write checkpoint ``step``: HF weights, optimizer tensors and ``state``."""
         return checkpoint.save(run_dir, step, self.model, tokenizer, self.optimizer, state,
-                               keep=keep)
+                               keep=keep, extra=self.extra_state())
+
+    def extra_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The KL reference travels with checkpoints: on resume it is not the loaded policy."""
+        return {"reference": self.reference.state_dict()} if self.reference is not None else {}
+
+    def load_extra_state(self, path) -> None:
+        if self.reference is not None:
+            saved = checkpoint.load_extra(path, "reference")
+            if saved is None:
+                raise FileNotFoundError(f"{path} has no reference.safetensors (kl_beta > 0)")
+            self.reference.load_state_dict(saved)
 
     def _logprobs(self, model, group: list[Sample]) -> torch.Tensor:
         logp, _ = response_logprobs(model, group, self.pad_id, self.temperature)

@@ -77,6 +77,7 @@ def build(cfg: RunConfig) -> Trainer:
         trainer.start, trainer.elapsed_before = state["step"], state["elapsed_s"]
         trainer.baselines = RoleBaselines.from_state_dict(state["baselines"])
         learner.rng.setstate(_rng_state(state["learner_rng"]))
+        learner.load_extra_state(resume_from)
     if dist.is_main:
         run.prepare(trainer.start, cfg)
     distributed.barrier(dist)
@@ -157,6 +158,8 @@ def train_step(t: Trainer, step: int) -> dict[str, float]:
         drop_zero=cfg.algo.drop_zero_advantage,
     )
     t.actor.sleep()  # vLLM frees its memory while the learner trains
+    if cfg.algo.ref_update_every and step > 1 and (step - 1) % cfg.algo.ref_update_every == 0:
+        t.learner.refresh_reference()
     stats = t.learner.update(samples)
     t.actor.load_weights(t.learner.weights())
     episodes = distributed.gather_episodes(episodes, t.dist)  # all ranks' matches, on rank 0

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from spiral import checkpoint
-from spiral.config import EnvConfig, EvalConfig, RunConfig
+from spiral.config import AlgoConfig, EnvConfig, EvalConfig, RunConfig
 from spiral.train import train
 
 
@@ -60,17 +60,22 @@ def test_short_run_writes_the_fixed_run_directory(tmp_path):
 
 
 def test_resume_continues_without_lost_or_repeated_steps(tmp_path):
+    # with a KL term, so the resumed run must also restore the reference (the initial model),
+    # not take the resumed policy as its anchor
+    algo = AlgoConfig(kl_beta=0.5)
     reference = tmp_path / "reference"
-    train(small(reference, steps=4))
+    train(small(reference, steps=4, algo=algo))
     interrupted = tmp_path / "interrupted"
-    train(small(interrupted, steps=3))
+    train(small(interrupted, steps=3, algo=algo))
+    assert (interrupted / "checkpoints" / "step_2" / "reference.safetensors").exists()
     # the run "dies" after logging step 3 but before its checkpoint is complete
     os.rename(interrupted / "checkpoints" / "step_3", interrupted / "checkpoints" / ".tmp_step_3")
-    train(small(interrupted, steps=4))
+    train(small(interrupted, steps=4, algo=algo))
     assert steps_logged(interrupted) == [0, 1, 2, 3, 4]
     ref, got = metrics(reference), metrics(interrupted)
     for step in (3, 4):  # replayed exactly as the uninterrupted run did
         assert got[step]["train/loss"] == pytest.approx(ref[step]["train/loss"], abs=1e-6)
+        assert got[step]["train/ref_kl"] == pytest.approx(ref[step]["train/ref_kl"], abs=1e-6)
         assert got[step]["rollout/KuhnPoker-v1/return_player0"] == pytest.approx(
             ref[step]["rollout/KuhnPoker-v1/return_player0"])
 
@@ -116,3 +121,9 @@ def test_kill_9_mid_run_then_resume(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert steps_logged(tmp_path) == list(range(1, 9))
     assert checkpoint.latest(tmp_path).name == "step_8"
+
+
+def test_reinforce_ablation_runs_and_tracks_baselines(tmp_path):
+    train(small(tmp_path, steps=2, algo=AlgoConfig(rae=False)))
+    rows = metrics(tmp_path)
+    assert "train/baseline/KuhnPoker-v1/0" in rows[2] and rows[2]["train/samples"] > 0
