@@ -40,30 +40,13 @@ from spiral.models import load_model, load_tokenizer
 from spiral.opponents import named_opponent
 from spiral.records import Sample
 from spiral.selfplay import Prompter, play
-from spiral.tiny_model import TinySpec, build, response_text
+from spiral.tiny_model import response_text
 
 REPO = Path(__file__).resolve().parents[1]
 MATH_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "math"
-MICRO = TinySpec(hidden_size=32, intermediate_size=64, num_layers=1, sft_examples=60,
-                 sft_steps=6, sft_batch=8, corpus_games=20)
-
-
-@pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    """A micro model, built once per test session (shared with the other evaluation tests)."""
-    path = tmp_path_factory.getbasetemp() / "micro-eval-model"
-    if not (path / "spiral_embedded.json").exists():
-        build(path, MICRO, log=lambda _: None)
-    return path
-
-
 @pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny matrices: one thread is faster than two fighting for a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """Every test here runs tiny models: see conftest.one_torch_thread."""
 
 
 def needs_math_data():

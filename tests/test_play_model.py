@@ -3,33 +3,16 @@
 import random
 
 import pytest
-import torch
 
 import envs
 from spiral.actor import Generation
 from spiral.config import EnvConfig
 from spiral.play import main, play_match
-from spiral.tiny_model import TinySpec, build
-
-MICRO = TinySpec(hidden_size=32, intermediate_size=64, num_layers=1, sft_examples=60,
-                 sft_steps=6, sft_batch=8, corpus_games=20)
-
-
-@pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    """A micro model, built once per test session (shared with the other evaluation tests)."""
-    path = tmp_path_factory.getbasetemp() / "micro-eval-model"
-    if not (path / "spiral_embedded.json").exists():
-        build(path, MICRO, log=lambda _: None)
-    return path
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """Every test here runs tiny models: see conftest.one_torch_thread."""
 
 
 class Scripted:
