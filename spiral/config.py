@@ -71,6 +71,15 @@ class AlgoConfig:
     clip_eps: float = 0.2  # PPO clip range
     kl_beta: float = 0.0  # weight of the k3 KL penalty to the reference model
     ref_update_every: int = 0  # copy the policy into the reference every N steps (0 = never)
+    kl_beta_final: float | None = None  # anneal kl_beta linearly to this value (None = constant)
+    kl_decay_steps: int = 0  # steps over which kl_beta anneals to kl_beta_final
+
+    def kl_beta_at(self, step: int) -> float:
+        """The KL weight for training step ``step`` (1-based)."""
+        if self.kl_beta_final is None or self.kl_decay_steps <= 0:
+            return self.kl_beta
+        done = min(1.0, (step - 1) / self.kl_decay_steps)
+        return self.kl_beta + (self.kl_beta_final - self.kl_beta) * done
     norm_tokens: int | None = None  # Dr.GRPO constant; None = actor.max_new_tokens
     old_logprobs: str = "recompute"  # "recompute" under the sampling weights, or "actor"
 

@@ -21,6 +21,7 @@ DistributedDataParallel, gradients all-reduced once per optimizer step) and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import time
@@ -252,3 +253,6 @@ class DDPLearner:
 
     def refresh_reference(self) -> None:
         self.inner.refresh_reference()
+
+    def set_kl_beta(self, beta: float) -> None:
+        self.ppo.algo = dataclasses.replace(self.ppo.algo, kl_beta=beta)

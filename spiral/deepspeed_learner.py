@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import random
 
 import torch
@@ -239,6 +240,9 @@ class DeepSpeedLearner:
             if saved is None:
                 raise FileNotFoundError(f"{path} has no reference.safetensors (kl_beta > 0)")
             self.frozen.load_state_dict(saved)
+
+    def set_kl_beta(self, beta: float) -> None:
+        self.ppo.algo = dataclasses.replace(self.ppo.algo, kl_beta=beta)
 
     def refresh_reference(self) -> None:
         """Move the KL anchor to the current policy (ZeRO <= 2 holds full weights)."""

@@ -9,6 +9,7 @@ short, so this skips most of the vocabulary projection.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import random
 import time
@@ -92,6 +93,10 @@ class TorchLearner:
 
     def weights(self) -> dict[str, torch.Tensor]:
         return self.model.state_dict()
+
+    def set_kl_beta(self, beta: float) -> None:
+        """The KL weight for the next updates (annealing schedules)."""
+        self.algo = dataclasses.replace(self.algo, kl_beta=beta)
 
     def refresh_reference(self) -> None:
         """Move the KL anchor to the current policy (a magnet update, as in mirror descent)."""

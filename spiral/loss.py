@@ -58,4 +58,4 @@ def ppo_clip_loss(
         was_clipped = ((ratio - 1.0).abs() > clip_eps).to(logp.dtype)
         clip_fraction = (was_clipped * mask).sum() / tokens
         approx_kl = ((old_logp - logp) * mask).sum() / tokens
-    return LossTerms(loss, clip_fraction.item(), approx_kl.item(), float(ref_kl))
+    return LossTerms(loss, clip_fraction.item(), approx_kl.item(), float(ref_kl.detach()))

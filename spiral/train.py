@@ -160,7 +160,10 @@ def train_step(t: Trainer, step: int) -> dict[str, float]:
     t.actor.sleep()  # vLLM frees its memory while the learner trains
     if cfg.algo.ref_update_every and step > 1 and (step - 1) % cfg.algo.ref_update_every == 0:
         t.learner.refresh_reference()
+    if cfg.algo.kl_beta_final is not None:
+        t.learner.set_kl_beta(cfg.algo.kl_beta_at(step))
     stats = t.learner.update(samples)
+    stats["train/kl_beta"] = cfg.algo.kl_beta_at(step)
     t.actor.load_weights(t.learner.weights())
     episodes = distributed.gather_episodes(episodes, t.dist)  # all ranks' matches, on rank 0
     if episodes is None:
