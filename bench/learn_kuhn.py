@@ -1,10 +1,12 @@
 """Time to learn: wall time for `+exp=kuhn` to reach Kuhn exploitability 0.15, 0.10 and 0.05.
 
     python bench/learn_kuhn.py [--quick] [--minutes M] [overrides ...]
+    python bench/learn_kuhn.py --from-run OUT_DIR
 
 Runs the kuhn experiment exactly as `python -m spiral.launch +exp=kuhn` composes it (extra
 Hydra overrides are passed through), stops at exploitability <= 0.05 or after --minutes, prints
-the crossing times and saves the curve to bench/results/learn_kuhn.png.
+the crossing times and saves the curve to bench/results/learn_kuhn.png. ``--from-run`` reads
+the same figures from an existing run directory of `+exp=kuhn` instead of training.
 """
 
 from __future__ import annotations
@@ -65,20 +67,26 @@ def plot(points, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="stop after 2 minutes")
-    parser.add_argument("--minutes", type=float, default=20.0)
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
-    minutes = 2.0 if args.quick else args.minutes
+def run_experiment(args) -> Path:
     from spiral.train import train
 
+    minutes = 2.0 if args.quick else args.minutes
     cfg = compose(args.overrides)
     out_dir = Path(tempfile.mkdtemp(prefix="learn_kuhn_"))
     cfg = dataclasses.replace(cfg, out_dir=str(out_dir), steps=10_000, progress=False,
                               checkpoint_every=10_000)
     train(cfg, stop=lambda m: m.get(KEY, 1.0) <= THRESHOLDS[-1], max_seconds=minutes * 60)
+    return out_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="stop after 2 minutes")
+    parser.add_argument("--minutes", type=float, default=20.0)
+    parser.add_argument("--from-run", help="analyse this run directory instead of training")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    out_dir = Path(args.from_run) if args.from_run else run_experiment(args)
     points = curve(out_dir)
     rows = []
     for threshold, hit in crossings(points).items():
