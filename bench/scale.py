@@ -18,9 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-# bench/envs.py (the env benchmark) would shadow the envs package: drop the script's folder
 HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 import torch  # noqa: E402
 
@@ -32,7 +30,7 @@ from spiral.learner import TorchLearner  # noqa: E402
 from spiral.models import load_model, load_tokenizer, resolve_path  # noqa: E402
 from spiral.selfplay import Prompter, play  # noqa: E402
 
-sys.path.append(str(HERE))  # after the envs package is imported
+sys.path.append(str(HERE))
 from common import record, table  # noqa: E402
 
 BENCH = "scale"

@@ -68,7 +68,7 @@ class RolloutStats:
     generations: int = 0
 
 
-def new_matches(env: EnvConfig, n: int, seed: int, opponent: str, rng: random.Random,
+def new_matches(env: EnvConfig, n: int, opponent: str, rng: random.Random,
                 games: tuple[str, ...] | None = None) -> list[Match]:
     """``n`` freshly reset matches; game ids drawn uniformly from ``games``."""
     matches = []
@@ -99,7 +99,7 @@ def play(actor: Actor, prompter: Prompter, env: EnvConfig, n: int, seed: int, *,
     started = time.perf_counter()
     rng = random.Random(f"rollout/{seed}")
     name = "self" if opponent is None else opponent.name
-    matches = new_matches(env, n, seed, name, rng, games)
+    matches = new_matches(env, n, name, rng, games)
     index, count = shard
     if count > 1:
         matches = matches[n * index // count : n * (index + 1) // count]
