@@ -1,0 +1,84 @@
+"""Learner efficiency: achieved model FLOP/s of an update against bare matmul FLOP/s.
+
+    python bench/learner.py [--quick]
+
+- learner_efficiency: model FLOPs of one PPO update (forward + backward = 6 x params x tokens
+  for the trained pass, plus 2 x params x tokens for the old log-prob pass, on the real,
+  unpadded tokens; the LM head counts only at response tokens, where the learner applies it;
+  attention scores are left out) per second, divided by the FLOP/s of a bare 1024 x 1024
+  matmul measured in the same run. Goal >= 0.3 on CPU for the embedded model.
+- padding_waste: share of the padded micro-batch tokens that are padding. Goal <= 5%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from spiral.actor import HFActor
+from spiral.advantages import RoleBaselines, role_conditioned_advantages
+from spiral.config import ActorConfig, AlgoConfig, EnvConfig, LearnerConfig, ModelConfig
+from spiral.learner import TorchLearner, micro_batches
+from spiral.models import load_model, load_tokenizer, resolve_path
+from spiral.selfplay import Prompter, play
+
+sys.path.append(str(Path(__file__).parent))
+from common import record, table  # noqa: E402
+
+
+def matmul_flops(size: int = 1024, repeats: int = 20) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - started)
+
+
+def samples_from_selfplay(games: int, games_ids: tuple[str, ...]):
+    path = resolve_path("embedded")
+    tokenizer = load_tokenizer(path)
+    model = load_model(path, ModelConfig(), torch.device("cpu"))
+    actor = HFActor(model, tokenizer, ActorConfig())
+    episodes = play(actor, Prompter(tokenizer), EnvConfig(games=games_ids), games, seed=0)
+    samples = role_conditioned_advantages(episodes, RoleBaselines(), drop_zero=False)
+    return model, tokenizer, samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    games = 32 if args.quick else 64
+    model, tokenizer, samples = samples_from_selfplay(games, ("KuhnPoker-v1", "TicTacToe-v1"))
+    cfg = LearnerConfig(lr=1e-4)
+    learner = TorchLearner(model, cfg, AlgoConfig(), pad_id=tokenizer.pad_token_id,
+                           temperature=1.0, norm_tokens=24)
+    learner.update(samples[:8])  # warm-up
+    started = time.perf_counter()
+    learner.update(samples)
+    seconds = time.perf_counter() - started
+    head = model.get_output_embeddings().weight.numel()
+    body = sum(p.numel() for p in model.get_decoder().parameters()) - model.get_input_embeddings(
+    ).weight.numel()
+    tokens = sum(s.length for s in samples)
+    responses = sum(len(s.response_ids) for s in samples)
+    achieved = 8 * (body * tokens + head * responses) / seconds
+    peak = matmul_flops()
+    groups = micro_batches(samples, cfg.micro_batch_tokens)
+    padded = sum(len(g) * max(s.length for s in g) for g in groups)
+    waste = 1 - tokens / padded
+    record("learner", "learner_efficiency", achieved / peak, "ratio")
+    record("learner", "padding_waste", waste, "fraction")
+    rows = [("learner_efficiency", f"{achieved / peak:.2f}",
+             f"{achieved / 1e9:.1f} of {peak / 1e9:.1f} GFLOP/s ({len(samples)} samples)"),
+            ("padding_waste", f"{waste:.3f}", f"{padded - tokens} of {padded} tokens")]
+    print(table(rows, ("metric", "value", "detail")))
+
+
+if __name__ == "__main__":
+    main()
