@@ -18,6 +18,17 @@ class ConfigError(ValueError):
     """A config key is unknown, missing, or of the wrong type or value."""
 
 
+def linear_schedule(start: float, final: float | None, decay_steps: int, step: int) -> float:
+    """``start`` at step 1, moving linearly to ``final`` over ``decay_steps``, then flat.
+
+    ``final=None`` or ``decay_steps <= 0`` keeps ``start`` constant.
+    """
+    if final is None or decay_steps <= 0:
+        return start
+    done = min(1.0, (step - 1) / decay_steps)
+    return start + (final - start) * done
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     games: tuple[str, ...] = ("KuhnPoker-v1",)  # game ids sampled uniformly for each match
@@ -60,6 +71,12 @@ class LearnerConfig:
     minibatches: int = 1  # optimizer steps per epoch
     micro_batch_tokens: int = 16384  # padded tokens per forward/backward (memory budget)
     zero_stage: int = 2  # deepspeed only: ZeRO stage
+    lr_final: float | None = None  # anneal lr linearly to this value (None = constant)
+    lr_decay_steps: int = 0  # steps over which lr anneals to lr_final
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of training step ``step`` (1-based)."""
+        return linear_schedule(self.lr, self.lr_final, self.lr_decay_steps, step)
 
 
 @dataclass(frozen=True)
@@ -73,15 +90,12 @@ class AlgoConfig:
     ref_update_every: int = 0  # copy the policy into the reference every N steps (0 = never)
     kl_beta_final: float | None = None  # anneal kl_beta linearly to this value (None = constant)
     kl_decay_steps: int = 0  # steps over which kl_beta anneals to kl_beta_final
+    norm_tokens: int | None = None  # Dr.GRPO constant; None = actor.max_new_tokens
+    old_logprobs: str = "recompute"  # "recompute" under the sampling weights, or "actor"
 
     def kl_beta_at(self, step: int) -> float:
         """The KL weight for training step ``step`` (1-based)."""
-        if self.kl_beta_final is None or self.kl_decay_steps <= 0:
-            return self.kl_beta
-        done = min(1.0, (step - 1) / self.kl_decay_steps)
-        return self.kl_beta + (self.kl_beta_final - self.kl_beta) * done
-    norm_tokens: int | None = None  # Dr.GRPO constant; None = actor.max_new_tokens
-    old_logprobs: str = "recompute"  # "recompute" under the sampling weights, or "actor"
+        return linear_schedule(self.kl_beta, self.kl_beta_final, self.kl_decay_steps, step)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,12 @@ import torch
 from spiral import checkpoint
 from spiral.config import AlgoConfig
 from spiral.distributed import Dist, all_reduce
-from spiral.learner import TorchLearner, micro_batches, response_logprobs
+from spiral.learner import (
+    TorchLearner,
+    micro_batches,
+    old_logprobs_in_same_pass,
+    response_logprobs,
+)
 from spiral.loss import LossTerms, ppo_clip_loss
 from spiral.records import Sample
 
@@ -117,8 +122,7 @@ class ParallelPPO:
                              float(sum(len(s.response_ids) for s in samples))], self.dist)
         if not batches:
             return {"train/samples": 0}
-        old = [self._fixed(self.engine.module, b) if self.algo.old_logprobs == "recompute"
-               else [_actor_logprobs(g, self._device()) for g in b.groups] for b in batches]
+        old = [self._old(b) for b in batches]
         ref = [self._fixed(self.reference, b) for b in batches] if self.reference else None
         totals = [0.0] * 4  # loss, clip_fraction, approx_kl, ref_kl (shares of the global sum)
         grad_norm = 0.0
@@ -139,6 +143,14 @@ class ParallelPPO:
 
     def _device(self) -> torch.device:
         return next(self.engine.module.parameters()).device
+
+    def _old(self, batch: Minibatch) -> list[torch.Tensor | None]:
+        """Per micro-batch: the sampling weights' log-probs, or None for "this pass's own"."""
+        if old_logprobs_in_same_pass(self.epochs, self.minibatches, self.algo.old_logprobs):
+            return [None] * len(batch.groups)
+        if self.algo.old_logprobs == "recompute":
+            return self._fixed(self.engine.module, batch)
+        return [_actor_logprobs(g, self._device()) for g in batch.groups]
 
     @torch.no_grad()
     def _fixed(self, module: LogprobModel, batch: Minibatch) -> list[torch.Tensor]:
@@ -163,6 +175,7 @@ class ParallelPPO:
 
     def _loss(self, logp, mask, group, old, ref, num_sequences) -> LossTerms:
         adv = torch.tensor([s.advantage for s in group], device=logp.device)
+        old = logp.detach() if old is None else old
         return ppo_clip_loss(logp, old, adv, mask, clip_eps=self.algo.clip_eps,
                              norm_tokens=self.norm_tokens, num_sequences=num_sequences,
                              ref_logp=ref, kl_beta=self.algo.kl_beta)
@@ -253,6 +266,9 @@ class DDPLearner:
 
     def refresh_reference(self) -> None:
         self.inner.refresh_reference()
+
+    def set_lr(self, lr: float) -> None:
+        self.inner.set_lr(lr)
 
     def set_kl_beta(self, beta: float) -> None:
         self.ppo.algo = dataclasses.replace(self.ppo.algo, kl_beta=beta)

@@ -241,6 +241,11 @@ class DeepSpeedLearner:
                 raise FileNotFoundError(f"{path} has no reference.safetensors (kl_beta > 0)")
             self.frozen.load_state_dict(saved)
 
+    def set_lr(self, lr: float) -> None:
+        """The learning rate for the next updates (the AdamW that DeepSpeed steps)."""
+        for group in self.optimizer.base.param_groups:
+            group["lr"] = lr
+
     def set_kl_beta(self, beta: float) -> None:
         self.ppo.algo = dataclasses.replace(self.ppo.algo, kl_beta=beta)
 

@@ -76,6 +76,13 @@ def micro_batches(samples: list[Sample], token_budget: int) -> list[list[Sample]
     return groups
 
 
+def old_logprobs_in_same_pass(epochs: int, minibatches: int, mode: str) -> bool:
+    """True when the weights being trained are still the ones that sampled the batch (one
+    epoch of one minibatch): the old log-probs are then this pass's own, detached, and need no
+    extra forward pass."""
+    return mode == "recompute" and epochs == 1 and minibatches == 1
+
+
 class TorchLearner:
     """Single-process learner on CPU or one GPU (DDP when torch.distributed is initialised)."""
 
@@ -97,6 +104,11 @@ class TorchLearner:
     def set_kl_beta(self, beta: float) -> None:
         """The KL weight for the next updates (annealing schedules)."""
         self.algo = dataclasses.replace(self.algo, kl_beta=beta)
+
+    def set_lr(self, lr: float) -> None:
+        """The learning rate for the next updates (schedules)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def refresh_reference(self) -> None:
         """Move the KL anchor to the current policy (a magnet update, as in mirror descent)."""
@@ -128,7 +140,11 @@ class TorchLearner:
         model.eval()
         return [self._logprobs(model, g) for g in groups]
 
-    def _old_logprobs(self, groups: list[list[Sample]]) -> list[torch.Tensor]:
+    def _old_logprobs(self, groups: list[list[Sample]]) -> list[torch.Tensor | None]:
+        """Per micro-batch: the sampling weights' log-probs, or None for "this pass's own"."""
+        if old_logprobs_in_same_pass(self.cfg.epochs, self.cfg.minibatches,
+                                     self.algo.old_logprobs):
+            return [None] * len(groups)
         if self.algo.old_logprobs == "actor":
             device = next(self.model.parameters()).device
             return [_pad_floats([s.actor_logprobs for s in g]).to(device) for g in groups]
@@ -167,8 +183,9 @@ class TorchLearner:
         for i, group in enumerate(groups):
             logp, mask = response_logprobs(self.model, group, self.pad_id, self.temperature)
             adv = torch.tensor([s.advantage for s in group], device=device)
+            old_logp = logp.detach() if old[i] is None else old[i]
             terms = ppo_clip_loss(
-                logp, old[i], adv, mask, clip_eps=self.algo.clip_eps,
+                logp, old_logp, adv, mask, clip_eps=self.algo.clip_eps,
                 norm_tokens=self.norm_tokens, num_sequences=num_sequences,
                 ref_logp=ref[i] if ref else None, kl_beta=self.algo.kl_beta,
             )

@@ -162,8 +162,10 @@ def train_step(t: Trainer, step: int) -> dict[str, float]:
         t.learner.refresh_reference()
     if cfg.algo.kl_beta_final is not None:
         t.learner.set_kl_beta(cfg.algo.kl_beta_at(step))
+    t.learner.set_lr(cfg.learner.lr_at(step))  # set every step: a resumed optimizer keeps its own
     stats = t.learner.update(samples)
     stats["train/kl_beta"] = cfg.algo.kl_beta_at(step)
+    stats["train/lr"] = cfg.learner.lr_at(step)
     t.actor.load_weights(t.learner.weights())
     episodes = distributed.gather_episodes(episodes, t.dist)  # all ranks' matches, on rank 0
     if episodes is None:

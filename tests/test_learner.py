@@ -1,0 +1,74 @@
+"""The torch learner: old log-probs from the same pass, and the learning-rate schedule."""
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+
+from spiral.config import AlgoConfig, LearnerConfig
+from spiral.learner import (
+    TorchLearner,
+    micro_batches,
+    old_logprobs_in_same_pass,
+    response_logprobs,
+)
+from tests.test_distributed import synthetic_samples, tiny_lm
+
+
+def learner(model, algo=AlgoConfig(), **cfg) -> TorchLearner:
+    return TorchLearner(model, LearnerConfig(lr=1e-2, micro_batch_tokens=24, **cfg), algo,
+                        pad_id=0, temperature=1.0, norm_tokens=5)
+
+
+def counting_forwards(model) -> list[int]:
+    calls = [0]
+    model.get_decoder().register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def test_same_pass_old_logprobs_only_for_one_epoch_of_one_minibatch():
+    assert old_logprobs_in_same_pass(1, 1, "recompute")
+    assert not old_logprobs_in_same_pass(2, 1, "recompute")
+    assert not old_logprobs_in_same_pass(1, 2, "recompute")
+    assert not old_logprobs_in_same_pass(1, 1, "actor")
+
+
+def test_same_pass_update_equals_one_with_exact_old_logprobs_and_skips_a_forward():
+    """One epoch of one minibatch: ratio 1 at the only pass, so old log-probs taken from that
+    pass give the update that exact precomputed ones give, with one forward per micro-batch."""
+    samples = synthetic_samples()
+    base = tiny_lm()
+    with torch.no_grad():
+        logp, mask = response_logprobs(base, samples, pad_id=0)
+    exact = [dataclasses.replace(s, actor_logprobs=logp[i, : len(s.response_ids)].tolist())
+             for i, s in enumerate(samples)]
+    same_pass, given = copy.deepcopy(base), copy.deepcopy(base)
+    calls = counting_forwards(same_pass)
+    a = learner(same_pass).update(samples)
+    b = learner(given, AlgoConfig(old_logprobs="actor")).update(exact)
+    assert calls[0] == len(micro_batches(samples, 24)) > 1
+    assert a["train/loss"] == pytest.approx(b["train/loss"], abs=1e-6)
+    assert a["train/approx_kl"] == pytest.approx(0.0, abs=1e-7)
+    for name, weight in same_pass.state_dict().items():
+        assert torch.allclose(weight, given.state_dict()[name], atol=1e-6), name
+
+
+def test_two_epochs_recompute_old_logprobs_before_the_first_step():
+    model = tiny_lm()
+    calls = counting_forwards(model)
+    samples = synthetic_samples()
+    stats = learner(model, epochs=2).update(samples)
+    assert calls[0] == 3 * len(micro_batches(samples, 24))  # old log-probs once, then two training passes
+    assert stats["train/approx_kl"] != 0.0  # the second epoch sees moved weights
+
+
+def test_learning_rate_schedule_and_setter():
+    cfg = LearnerConfig(lr=1e-3, lr_final=1e-4, lr_decay_steps=100)
+    assert cfg.lr_at(1) == pytest.approx(1e-3)
+    assert cfg.lr_at(51) == pytest.approx(5.5e-4)
+    assert cfg.lr_at(101) == cfg.lr_at(500) == pytest.approx(1e-4)
+    assert LearnerConfig(lr=3e-4).lr_at(200) == 3e-4
+    trainer = learner(tiny_lm())
+    trainer.set_lr(2.5e-4)
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == [2.5e-4]
