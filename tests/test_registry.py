@@ -46,5 +46,11 @@ def test_namespace_resolves_any_name():
     game = envs.make("testns/anything")
     game.reset(seed=1)
     assert game.legal_actions() == ["[check]", "[bet]"]
-    assert envs.spec("openspiel/kuhn_poker").max_turns is None or True  # registered sample
+    # a registered sample keeps its spec; a name only the namespace knows is resolved from
+    # open_spiel's game (its longest game bounds the turns)
+    assert envs.spec("openspiel/kuhn_poker").max_turns == 3
+    import pyspiel
+
+    want = pyspiel.load_game("nim").max_game_length()
+    assert envs.spec("openspiel/nim").max_turns == want
     assert "openspiel/kuhn_poker" in envs.list_games()
