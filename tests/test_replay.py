@@ -1,6 +1,7 @@
 """The replay page: every turn of every transcript, escaped, filterable, rendered by Chromium."""
 
 import json
+import os
 import random
 import re
 import shutil
@@ -118,7 +119,10 @@ def chromium():
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if shutil.which(name):
             return shutil.which(name)
-    pytest.skip("no chromium binary found (apt-get install chromium) to render the page")
+    reason = "no chromium binary found (apt-get install chromium) to render the page"
+    if os.environ.get("SPIRAL_REQUIRE_BROWSER"):  # CI installs it: a missing one is a failure
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 def dump_dom(url, profile):
