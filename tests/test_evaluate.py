@@ -402,6 +402,24 @@ def test_evaluate_command_without_checkpoint_says_so(tmp_path):
     assert "checkpoint is required" in done.stderr
 
 
+def test_checkpoint_opponent_is_a_frozen_model(micro):
+    """``checkpoint:PATH`` plays the model saved at PATH (here the micro model vs itself)."""
+    name = f"checkpoint:{micro}"
+    opponent = named_opponent(name, "cpu", 24)
+    assert opponent.name == name and opponent.for_game("KuhnPoker-v1") is opponent
+    tokenizer = load_tokenizer(str(micro))
+    actor = HFActor(load_model(str(micro), ModelConfig(), torch.device("cpu")), tokenizer,
+                    ActorConfig(max_new_tokens=24))
+    metrics, episodes, pairs = runner.evaluate_games(
+        actor, Prompter(tokenizer), config(games=("KuhnPoker-v1",), opponents=(name,),
+                                           matches=6), [], device="cpu")
+    assert pairs == [["KuhnPoker-v1", name]] and metrics[f"eval/KuhnPoker-v1/{name}/n"] == 6
+    assert [ep.model_players for ep in episodes] == [(0,), (1,)] * 3  # seats alternate
+    for ep in episodes:  # the opponent moved in every match that got past the model's turn
+        moved = {p for p, _ in ep.moves}
+        assert ep.invalid_player is not None or moved == {0, 1}
+
+
 # --------------------------------------------------------------------------- openai:MODEL
 
 
@@ -448,13 +466,8 @@ def chat_server(monkeypatch):
     server.close()
 
 
-def test_openai_opponent_plays_through_the_rollout(chat_server, monkeypatch):
-    def dispatch(name, device=None, max_new_tokens=24):  # the proposed named_opponent branch
-        if name.startswith("openai:"):
-            return OpenAIOpponent(name.split(":", 1)[1])
-        return named_opponent(name, device, max_new_tokens)
-
-    monkeypatch.setattr(runner, "named_opponent", dispatch)
+def test_openai_opponent_plays_through_the_rollout(chat_server):
+    assert isinstance(named_opponent("openai:fake-model"), OpenAIOpponent)  # the real dispatch
     prompter = TextPrompter()
     cfg = config(games=("KuhnPoker-v1",), opponents=("openai:fake-model",), matches=6)
     actor = ScriptedActor(prompter, random_legal_answer)
