@@ -16,8 +16,9 @@ from spiral.learner import (
 from tests.test_distributed import synthetic_samples, tiny_lm
 
 
-def learner(model, algo=AlgoConfig(), **cfg) -> TorchLearner:
-    return TorchLearner(model, LearnerConfig(lr=1e-2, micro_batch_tokens=24, **cfg), algo,
+def learner(model, algo=None, **cfg) -> TorchLearner:
+    return TorchLearner(model, LearnerConfig(lr=1e-2, micro_batch_tokens=24, **cfg),
+                        algo or AlgoConfig(),
                         pad_id=0, temperature=1.0, norm_tokens=5)
 
 
@@ -59,7 +60,8 @@ def test_two_epochs_recompute_old_logprobs_before_the_first_step():
     calls = counting_forwards(model)
     samples = synthetic_samples()
     stats = learner(model, epochs=2).update(samples)
-    assert calls[0] == 3 * len(micro_batches(samples, 24))  # old log-probs once, then two training passes
+    # old log-probs once, then two training passes
+    assert calls[0] == 3 * len(micro_batches(samples, 24))
     assert stats["train/approx_kl"] != 0.0  # the second epoch sees moved weights
 
 
