@@ -26,21 +26,25 @@ def machine() -> str:
 
 
 def commit() -> str:
+    """HEAD's short hash, with "+dirty" when tracked files differ from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=10).stdout.strip()
+
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=Path(__file__).parent, timeout=10)
-        return out.stdout.strip() or "unknown"
+        head = git("rev-parse", "--short", "HEAD") or "unknown"
+        return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
-def record(bench: str, metric: str, value: float, unit: str) -> dict:
-    """Append one figure to bench/results/<bench>.jsonl and return it."""
+def record(bench: str, metric: str, value: float | None, unit: str) -> dict:
+    """Append one figure to bench/results/<bench>.jsonl and return it (None: not reached)."""
     row = {"bench": bench, "metric": metric, "value": value, "unit": unit, "commit": commit(),
            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     with open(RESULTS / f"{bench}.jsonl", "a") as f:
-        f.write(json.dumps(row) + "\n")
+        f.write(json.dumps(row, allow_nan=False) + "\n")
     return row
 
 

@@ -90,9 +90,10 @@ def main() -> None:
     points = curve(out_dir)
     rows = []
     for threshold, hit in crossings(points).items():
-        seconds = hit[1] if hit else float("nan")
+        seconds = hit[1] if hit else None  # JSON null: not reached in this run
         record("learn_kuhn", f"seconds_to_exploitability_{threshold:.2f}", seconds, "s")
-        rows.append((threshold, hit[0] if hit else "not reached", f"{seconds:.0f}"))
+        rows.append((threshold, hit[0] if hit else "not reached",
+                     "-" if seconds is None else f"{seconds:.0f}"))
     RESULTS.mkdir(exist_ok=True)
     plot(points, RESULTS / "learn_kuhn.png")
     print(table(rows, ("exploitability", "step", "seconds")))

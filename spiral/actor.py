@@ -66,11 +66,7 @@ class HFActor:
 
     @torch.no_grad()
     def _generate_chunk(self, prompts, seed: int, temperature: float) -> list[Generation]:
-        """A lean sampling loop: one prefill, then one cached forward per new token.
-
-        Rows are left-padded; finished rows keep decoding padding (cheap at these lengths)
-        until every row has emitted EOS or the limit is reached.
-        """
+        """A lean sampling loop: one prefill, then one cached forward per new token."""
         width = max(len(p) for p in prompts)
         input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         attention = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -83,29 +79,43 @@ class HFActor:
         return [self._one(tokens[i].tolist(), logprobs[i].tolist()) for i in range(len(prompts))]
 
     def _decode(self, input_ids, attention, generator, temperature: float):
+        """Sampled tokens and their log-probs (B, N), padding after EOS.
+
+        Rows are left-padded. A row that emits EOS leaves the batch: its KV cache rows, mask
+        and position are dropped, so later forwards only compute the rows still writing (the
+        responses of one tick differ in length, the longest sets the number of steps).
+        """
         from transformers import DynamicCache
 
+        batch, limit, device = input_ids.shape[0], self.cfg.max_new_tokens, input_ids.device
         cache = DynamicCache()
         positions = (attention.cumsum(-1) - 1).clamp(min=0)  # (B, T)
         logits = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
                             past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-        next_position = positions[:, -1:] + 1  # (B, 1)
-        finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        tokens, logprobs = [], []
-        for _ in range(self.cfg.max_new_tokens):
-            token, logp = self._sample(logits.float(), generator, temperature)  # (B,), (B,)
-            token = torch.where(finished, self.pad_id, token)
-            tokens.append(token)
-            logprobs.append(logp)
-            finished |= token == self.eos_id
-            if bool(finished.all()):
-                break
-            attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
-            logits = self.model(input_ids=token[:, None], attention_mask=attention,
+        # the mask of every step to come, preallocated: step k uses its first T + k + 1 columns
+        attention = torch.cat([attention, attention.new_ones((batch, limit))], dim=1)
+        next_position = positions[:, -1:] + 1  # (b, 1) for the b rows still writing
+        rows = torch.arange(batch, device=device)  # (b,) their indices in the batch
+        tokens = torch.full((batch, limit), self.pad_id, dtype=torch.long, device=device)
+        logprobs = torch.zeros((batch, limit), device=device)
+        width = input_ids.shape[1]
+        for step in range(limit):
+            token, logp = self._sample(logits.float(), generator, temperature)  # (b,), (b,)
+            tokens[rows, step], logprobs[rows, step] = token, logp
+            writing = token != self.eos_id
+            if step == limit - 1 or not bool(writing.any()):
+                return tokens[:, : step + 1], logprobs[:, : step + 1]
+            if not bool(writing.all()):
+                keep = writing.nonzero().squeeze(-1)
+                cache.batch_select_indices(keep)
+                rows, token = rows[keep], token[keep]
+                attention, next_position = attention[keep], next_position[keep]
+            logits = self.model(input_ids=token[:, None],
+                                attention_mask=attention[:, : width + step + 1],
                                 position_ids=next_position, past_key_values=cache,
                                 use_cache=True).logits[:, -1]
             next_position = next_position + 1
-        return torch.stack(tokens, dim=1), torch.stack(logprobs, dim=1)  # (B, N)
+        return tokens, logprobs  # max_new_tokens == 0
 
     def _sample(self, logits, generator, temperature: float):
         """Sample one token per row; its log-prob under softmax(logits / temperature)."""

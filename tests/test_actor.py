@@ -1,0 +1,66 @@
+"""The HF actor's lean sampling loop: the same tokens as transformers' own greedy decoding, and
+sampling log-probs that the learner recomputes, with rows leaving the batch as they finish."""
+
+import pytest
+import torch
+
+import envs
+from spiral.actor import HFActor
+from spiral.config import ActorConfig, ModelConfig
+from spiral.learner import response_logprobs
+from spiral.models import load_model, load_tokenizer
+from spiral.records import Sample
+from spiral.selfplay import Prompter
+from spiral.tiny_model import SHIPPED
+
+
+def observations() -> list[str]:
+    """Opening observations of the three built-in games (prompts of different lengths)."""
+    out = []
+    for game_id in ("KuhnPoker-v1", "TicTacToe-v1", "SimpleNegotiation-v1"):
+        for seed in range(2):
+            game = envs.make(game_id)
+            game.reset(seed=seed)
+            out.append(game.observe(game.current_player()))
+    return out
+
+
+@pytest.fixture(scope="module")
+def actor_parts():
+    """The shipped embedded model: it answers in a few tokens, so rows finish at different
+    steps (a response cut at the limit is also in the mix)."""
+    tokenizer = load_tokenizer(str(SHIPPED))
+    model = load_model(str(SHIPPED), ModelConfig(), torch.device("cpu"))
+    prompts = [Prompter(tokenizer)(text) for text in observations()]
+    return model, tokenizer, prompts
+
+
+def test_greedy_batch_equals_generate_one_prompt_at_a_time(actor_parts, one_torch_thread):
+    model, tokenizer, prompts = actor_parts
+    actor = HFActor(model, tokenizer, ActorConfig(max_new_tokens=20))
+    batched = actor.generate(prompts, seed=0, temperature=0.0)
+    for prompt, gen in zip(prompts, batched):
+        ids = torch.tensor([prompt])
+        want = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                              max_new_tokens=20, eos_token_id=tokenizer.eos_token_id,
+                              pad_token_id=tokenizer.pad_token_id)[0, len(prompt):].tolist()
+        assert gen.token_ids == want[: len(gen.token_ids)]
+        assert gen.finished == (tokenizer.eos_token_id in want)
+
+
+def test_sampling_logprobs_match_the_learner_as_rows_finish(actor_parts, one_torch_thread):
+    model, tokenizer, prompts = actor_parts
+    actor = HFActor(model, tokenizer, ActorConfig(max_new_tokens=20))
+    gens = actor.generate(prompts * 6, seed=3)
+    lengths = {len(g.token_ids) for g in gens}
+    assert len(lengths) > 1  # rows finished at different steps: the batch shrank mid-decode
+    assert any(g.finished for g in gens)
+    samples = [Sample(p, g.token_ids, 0.0, g.logprobs) for p, g in zip(prompts * 6, gens)]
+    with torch.no_grad():
+        logp, mask = response_logprobs(model, samples, tokenizer.pad_token_id)
+    for i, g in enumerate(gens):
+        got = torch.tensor(g.logprobs)
+        assert torch.allclose(logp[i, : len(g.token_ids)], got, atol=1e-4), i
+        assert g.finished == (g.token_ids[-1] == tokenizer.eos_token_id)
+    again = actor.generate(prompts * 6, seed=3)
+    assert [g.token_ids for g in again] == [g.token_ids for g in gens]
