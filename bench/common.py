@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+# SPIRAL_BENCH_RESULTS redirects the figures (the quick suite's smoke figures go to a temp dir)
+RESULTS = Path(os.environ.get("SPIRAL_BENCH_RESULTS") or Path(__file__).parent / "results")
 
 
 def machine() -> str:
-    import os
-
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

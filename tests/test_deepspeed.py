@@ -1,4 +1,4 @@
-"""The DeepSpeed learner for real on CPU (gloo): ZeRO-2/3, one and two ranks, bf16, checkpoints.
+"""The DeepSpeed learner for real on CPU (gloo): ZeRO-1/2/3, one and two ranks, bf16, checkpoints.
 
 Each case runs in fresh processes (DeepSpeed keeps global state per process); the first run on
 a machine compiles DeepSpeed's CPU shared-memory op once (cached in ~/.cache/torch_extensions).
@@ -59,15 +59,23 @@ def _run(rank: int, world: int, port: int, case: str, tmp: str, queue) -> None:
     queue.put((rank, CASES[case](dist, tmp)))
 
 
-def _two_ranks_stage3(dist: Dist, tmp: str):
-    """ZeRO-3 with gradient checkpointing: global loss per update, full gathered weights."""
-    model = tiny_lm()
-    model.gradient_checkpointing_enable()
-    learner = _learner(3, dist, model=model)
-    samples = synthetic_samples()
-    lo, hi = shard_range(len(samples), dist.rank, dist.world_size)
-    return [(learner.update(samples[lo:hi])["train/loss"], _numpy(learner.weights()))
-            for _ in range(2)]
+def _two_ranks(stage: int):
+    """Global loss per update and full gathered weights on each rank; the second update runs at
+    half the learning rate (``set_lr``, as the schedule does). ZeRO-3 also checkpoints
+    activations."""
+    def case(dist: Dist, tmp: str):
+        model = tiny_lm()
+        if stage == 3:
+            model.gradient_checkpointing_enable()
+        learner = _learner(stage, dist, model=model)
+        samples = synthetic_samples()
+        lo, hi = shard_range(len(samples), dist.rank, dist.world_size)
+        out = []
+        for update in range(2):
+            learner.set_lr(LEARNER.lr / (1 + update))
+            out.append((learner.update(samples[lo:hi])["train/loss"], _numpy(learner.weights())))
+        return out
+    return case
 
 
 def _resume_stage2(dist: Dist, tmp: str):
@@ -108,7 +116,8 @@ class _Tokenizer:
         (path / "tokenizer_config.json").write_text("{}")
 
 
-CASES = {"two_ranks_stage3": _two_ranks_stage3, "resume_stage2": _resume_stage2,
+CASES = {"two_ranks_stage1": _two_ranks(1), "two_ranks_stage2": _two_ranks(2),
+         "two_ranks_stage3": _two_ranks(3), "resume_stage2": _resume_stage2,
          "bf16_stage2": _bf16_stage2}
 
 
@@ -127,12 +136,15 @@ def launch(case: str, world: int, tmp_path) -> dict:
     return results
 
 
-def test_zero3_on_two_ranks_matches_one_torch_process(tmp_path):
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_zero_on_two_ranks_matches_one_torch_process(stage, tmp_path):
     reference = torch_learner(tiny_lm())
     samples = synthetic_samples()
-    want = [(reference.update(samples)["train/loss"], _numpy(reference.weights()))
-            for _ in range(2)]
-    got = launch("two_ranks_stage3", 2, tmp_path)
+    want = []
+    for update in range(2):
+        reference.set_lr(LEARNER.lr / (1 + update))
+        want.append((reference.update(samples)["train/loss"], _numpy(reference.weights())))
+    got = launch(f"two_ranks_stage{stage}", 2, tmp_path)
     for step in range(2):
         (loss0, w0), (loss1, w1) = got[0][step], got[1][step]
         assert loss0 == loss1 == pytest.approx(want[step][0], abs=1e-6)

@@ -1,0 +1,65 @@
+"""The whole benchmark suite, one command: every bench in turn, then a summary.
+
+    python bench/suite.py [--quick]
+
+Full: env speed, rollout and learner efficiency, backends and scaling, then time to learn Kuhn
+Poker (stopped at exploitability 0.05 or after 15 minutes): under 20 minutes on this 2-core
+machine. ``--quick`` (about 2 minutes) runs each bench in its quick mode, the scaling sweep
+left out and the Kuhn run stopped after 30 seconds: a check that every bench works, not figures
+to quote, so they go to a temporary directory instead of bench/results/ (where the full suite
+appends its figures, one JSON line each, as every bench does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+FULL = [
+    ("env_speed", []),
+    ("rollout", []),
+    ("learner", []),
+    ("scale", []),
+    ("learn_kuhn", ["--minutes", "15"]),
+]
+QUICK = [
+    ("env_speed", ["--quick"]),
+    ("rollout", ["--quick"]),
+    ("learner", ["--quick"]),
+    ("scale", ["--quick", "--no-scaling"]),
+    ("learn_kuhn", ["--minutes", "0.5"]),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="about 2 minutes: a smoke run")
+    args = parser.parse_args(argv)
+    env = dict(os.environ)
+    if args.quick:
+        env["SPIRAL_BENCH_RESULTS"] = tempfile.mkdtemp(prefix="bench_quick_")
+        print(f"quick run: figures go to {env['SPIRAL_BENCH_RESULTS']}")
+    started, timings, failed = time.perf_counter(), [], []
+    for name, flags in QUICK if args.quick else FULL:
+        print(f"\n=== bench/{name}.py {' '.join(flags)}", flush=True)
+        began = time.perf_counter()
+        done = subprocess.run([sys.executable, str(HERE / f"{name}.py"), *flags], env=env)
+        timings.append((name, time.perf_counter() - began, done.returncode))
+        if done.returncode != 0:
+            failed.append(name)
+    print("\n=== suite")
+    for name, seconds, code in timings:
+        print(f"{name:<12} {seconds:7.1f} s  {'ok' if code == 0 else f'FAILED ({code})'}")
+    print(f"{'total':<12} {time.perf_counter() - started:7.1f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
