@@ -133,6 +133,30 @@ def test_vllm_cpu_actor_with_tied_embeddings(micro_model, tmp_path):
     check(run_script(tie_embeddings(micro_model, tmp_path / "tied"), "cpu"))
 
 
+@needs_vllm
+def test_training_run_with_the_paper_backends_on_cpu(micro_model, tmp_path):
+    """`+exp=kuhn actor=vllm learner=deepspeed` (the kuhn_paper pairing) trains, evaluates,
+    checkpoints and resumes through spiral.launch, on CPU."""
+    out = tmp_path / "run"
+    command = [vllm_python(), "-m", "spiral.launch", "+exp=kuhn", "actor=vllm",
+               "learner=deepspeed", f"model.name_or_path={micro_model}", f"out_dir={out}",
+               "env.games_per_step=4", "actor.max_new_tokens=12", "eval.every=2",
+               "eval.games=4", "eval.opponents=[random]", "checkpoint_every=1",
+               "progress=false", "learner.device=cpu"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+           "OMP_NUM_THREADS": "1"}
+    for steps in (1, 2):
+        done = subprocess.run(command + [f"steps={steps}"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2]  # resumed at 1, nothing logged twice
+    assert rows[2]["eval/KuhnPoker-v1/random/n"] == 4
+    assert 0.0 <= rows[2]["eval/KuhnPoker-v1/exploitability"] <= 1.0
+    assert all(r["train/samples"] > 0 for r in rows[1:])
+    assert (out / "checkpoints" / "step_2" / "optimizer.safetensors").is_file()
+
+
 @pytest.mark.gpu
 @needs_vllm
 def test_vllm_gpu_actor_rollout_sync_and_verify(micro_model):
