@@ -4,8 +4,9 @@
 
 - learner_efficiency: model FLOPs of one PPO update (forward + backward = 6 x params x tokens
   for the trained pass, plus 2 x params x tokens for an old log-prob pass when the update
-  needs one: not with one epoch of one minibatch, the default; on the real, unpadded tokens; the LM head counts only at response tokens, where the learner applies it;
-  attention scores are left out) per second, divided by the FLOP/s of a bare 1024 x 1024
+  needs one: not with one epoch of one minibatch, the default; on the real, unpadded tokens;
+  the LM head counts only at response tokens, where the learner applies it; attention scores
+  are left out) per second, divided by the FLOP/s of a bare 1024 x 1024
   matmul measured in the same run. Goal >= 0.3 on CPU for the embedded model.
 - padding_waste: share of the padded micro-batch tokens that are padding. Goal <= 5%.
 """
