@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import random
 import time
 
@@ -42,15 +43,16 @@ def pad_batch(
     return input_ids, attention, labels
 
 
+MIN_SHARED_PREFIX = 16  # tokens; below this the plain forward is as cheap
+
+
 def response_logprobs(
     model, samples: list[Sample], pad_id: int, temperature: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs (B, R) of each sample's response tokens, and the response mask (B, R)."""
     device = next(model.parameters()).device
-    input_ids, attention, _ = pad_batch([(s.prompt_ids, s.response_ids) for s in samples], pad_id)
-    input_ids, attention = input_ids.to(device), attention.to(device)
-    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention).last_hidden_state
-    starts = torch.tensor([len(s.prompt_ids) for s in samples], device=device)  # (B,)
+    hidden, input_ids, shared = _decoder_states(model, samples, pad_id, device)  # (B, T, H)
+    starts = torch.tensor([len(s.prompt_ids) - shared for s in samples], device=device)  # (B,)
     lengths = torch.tensor([len(s.response_ids) for s in samples], device=device)  # (B,)
     offsets = torch.arange(int(lengths.max()), device=device)  # (R,)
     target_pos = (starts[:, None] + offsets[None, :]).clamp(max=input_ids.shape[1] - 1)  # (B, R)
@@ -60,6 +62,46 @@ def response_logprobs(
     logp = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
     mask = (offsets[None, :] < lengths[:, None]).float()
     return logp * mask, mask
+
+
+def shared_prefix_length(samples: list[Sample]) -> int:
+    """Prompt tokens every sample starts with, leaving each prompt at least one token."""
+    prompts = [s.prompt_ids for s in samples]
+    return min(len(os.path.commonprefix(prompts)), min(len(p) for p in prompts) - 1)
+
+
+def _decoder_states(model, samples: list[Sample], pad_id: int, device):
+    """Last hidden states (B, T, H) of the right-padded sequences after their shared prompt
+    prefix, those input ids (B, T), and the prefix length.
+
+    Self-play prompts open with the same rules text, so the prefix runs once (batch 1) and its
+    KV cache is repeated for the batch: the same values, and the same gradients (they flow back
+    through the repeat), for a fraction of the tokens. Gradient checkpointing has no KV cache,
+    so it takes the plain path.
+    """
+    shared = shared_prefix_length(samples)
+    checkpointing = getattr(model, "is_gradient_checkpointing", False)
+    if len(samples) < 2 or shared < MIN_SHARED_PREFIX or checkpointing:
+        shared = 0
+    pairs = [(s.prompt_ids[shared:], s.response_ids) for s in samples]
+    input_ids, attention, _ = pad_batch(pairs, pad_id)
+    input_ids, attention = input_ids.to(device), attention.to(device)
+    decoder = model.get_decoder()
+    if shared == 0:
+        return decoder(input_ids=input_ids, attention_mask=attention).last_hidden_state, \
+            input_ids, 0
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    prefix = torch.tensor([samples[0].prompt_ids[:shared]], device=device)  # (1, L)
+    decoder(input_ids=prefix, past_key_values=cache, use_cache=True)
+    cache.batch_repeat_interleave(len(samples))
+    batch, width = input_ids.shape
+    mask = torch.cat([attention.new_ones((batch, shared)), attention], dim=1)  # (B, L + T)
+    positions = torch.arange(shared, shared + width, device=device).expand(batch, -1)
+    hidden = decoder(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                     past_key_values=cache, use_cache=True).last_hidden_state
+    return hidden, input_ids, shared
 
 
 def micro_batches(samples: list[Sample], token_budget: int) -> list[list[Sample]]:

@@ -1,4 +1,5 @@
-"""The torch learner: old log-probs from the same pass, and the learning-rate schedule."""
+"""The torch learner: shared-prefix forward, old log-probs from the same pass, and the
+learning-rate schedule."""
 
 import copy
 import dataclasses
@@ -6,13 +7,16 @@ import dataclasses
 import pytest
 import torch
 
+from spiral import learner as learner_module
 from spiral.config import AlgoConfig, LearnerConfig
 from spiral.learner import (
     TorchLearner,
     micro_batches,
     old_logprobs_in_same_pass,
     response_logprobs,
+    shared_prefix_length,
 )
+from spiral.records import Sample
 from tests.test_distributed import synthetic_samples, tiny_lm
 
 
@@ -74,3 +78,37 @@ def test_learning_rate_schedule_and_setter():
     trainer = learner(tiny_lm())
     trainer.set_lr(2.5e-4)
     assert [g["lr"] for g in trainer.optimizer.param_groups] == [2.5e-4]
+
+
+def prefixed_samples(prefix_len: int = 20) -> list[Sample]:
+    """Synthetic samples whose prompts share ``prefix_len`` tokens (like a game's rules)."""
+    prefix = [(7 * i) % 61 + 1 for i in range(prefix_len)]
+    return [dataclasses.replace(s, prompt_ids=prefix + s.prompt_ids) for s in synthetic_samples()]
+
+
+def test_shared_prefix_forward_equals_the_plain_forward_in_values_and_gradients(monkeypatch):
+    samples = prefixed_samples()
+    assert shared_prefix_length(samples) >= 20 >= learner_module.MIN_SHARED_PREFIX
+    shared_model, plain_model = tiny_lm(), tiny_lm()
+    calls = counting_forwards(shared_model)
+    logp, mask = response_logprobs(shared_model, samples, pad_id=0)
+    (logp.sum() * 0.5).backward()
+    assert calls[0] == 2  # the prefix once, then the batch's suffixes
+    monkeypatch.setattr(learner_module, "MIN_SHARED_PREFIX", 10**6)  # force the plain path
+    want, want_mask = response_logprobs(plain_model, samples, pad_id=0)
+    (want.sum() * 0.5).backward()
+    assert torch.equal(mask, want_mask)
+    assert torch.allclose(logp, want, atol=1e-5)
+    for (name, a), (_, b) in zip(shared_model.named_parameters(), plain_model.named_parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5), name
+
+
+def test_shared_prefix_leaves_every_prompt_a_token_and_skips_short_prefixes():
+    same = [Sample([1, 2, 3], [4], 1.0, [0.0]), Sample([1, 2, 3], [5, 6], 1.0, [0.0, 0.0])]
+    assert shared_prefix_length(same) == 2
+    assert shared_prefix_length(synthetic_samples()) < learner_module.MIN_SHARED_PREFIX
+    model = tiny_lm()
+    model.gradient_checkpointing_enable()
+    calls = counting_forwards(model)
+    response_logprobs(model.train(), prefixed_samples(), pad_id=0)
+    assert calls[0] == 1  # no KV cache under gradient checkpointing: one plain forward
