@@ -16,6 +16,7 @@ from typing import Protocol
 import torch
 
 from spiral.config import ActorConfig
+from spiral.prefix import shared_prefix_length
 
 
 @dataclass
@@ -67,38 +68,55 @@ class HFActor:
     @torch.no_grad()
     def _generate_chunk(self, prompts, seed: int, temperature: float) -> list[Generation]:
         """A lean sampling loop: one prefill, then one cached forward per new token."""
-        width = max(len(p) for p in prompts)
+        shared = shared_prefix_length(prompts)
+        suffixes = [p[shared:] for p in prompts]
+        width = max(len(p) for p in suffixes)
         input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         attention = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, prompt in enumerate(prompts):
-            input_ids[i, width - len(prompt) :] = torch.tensor(prompt)
-            attention[i, width - len(prompt) :] = 1
+        for i, suffix in enumerate(suffixes):
+            input_ids[i, width - len(suffix) :] = torch.tensor(suffix)
+            attention[i, width - len(suffix) :] = 1
         input_ids, attention = input_ids.to(self.device), attention.to(self.device)
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        tokens, logprobs = self._decode(input_ids, attention, generator, temperature)
+        tokens, logprobs = self._decode(prompts[0][:shared], input_ids, attention, generator,
+                                        temperature)
         return [self._one(tokens[i].tolist(), logprobs[i].tolist()) for i in range(len(prompts))]
 
-    def _decode(self, input_ids, attention, generator, temperature: float):
-        """Sampled tokens and their log-probs (B, N), padding after EOS.
+    def _prefill(self, prefix: list[int], input_ids, attention):
+        """Last-position logits (B, V), the KV cache and the mask of [prefix][suffixes].
 
-        Rows are left-padded. A row that emits EOS leaves the batch: its KV cache rows, mask
-        and position are dropped, so later forwards only compute the rows still writing (the
-        responses of one tick differ in length, the longest sets the number of steps).
+        The shared prefix runs once and its cache is repeated for the batch; the left-padded
+        suffixes follow it (their padding sits between prefix and text, masked out).
         """
         from transformers import DynamicCache
 
-        batch, limit, device = input_ids.shape[0], self.cfg.max_new_tokens, input_ids.device
         cache = DynamicCache()
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        if prefix:
+            self.model(input_ids=torch.tensor([prefix], device=input_ids.device),
+                       past_key_values=cache, use_cache=True, logits_to_keep=1)
+            cache.batch_repeat_interleave(input_ids.shape[0])
+            attention = torch.cat([attention.new_ones((input_ids.shape[0], len(prefix))),
+                                   attention], dim=1)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, len(prefix) :]  # (B, T)
         logits = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
                             past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        return logits, cache, attention, positions[:, -1:] + 1
+
+    def _decode(self, prefix: list[int], input_ids, attention, generator, temperature: float):
+        """Sampled tokens and their log-probs (B, N), padding after EOS.
+
+        A row that emits EOS leaves the batch: its KV cache rows, mask and position are
+        dropped, so later forwards only compute the rows still writing (the responses of one
+        tick differ in length, the longest sets the number of steps).
+        """
+        batch, limit, device = input_ids.shape[0], self.cfg.max_new_tokens, input_ids.device
+        logits, cache, attention, next_position = self._prefill(prefix, input_ids, attention)
+        width = attention.shape[1]
         # the mask of every step to come, preallocated: step k uses its first T + k + 1 columns
         attention = torch.cat([attention, attention.new_ones((batch, limit))], dim=1)
-        next_position = positions[:, -1:] + 1  # (b, 1) for the b rows still writing
-        rows = torch.arange(batch, device=device)  # (b,) their indices in the batch
+        rows = torch.arange(batch, device=device)  # (b,) the rows still writing
         tokens = torch.full((batch, limit), self.pad_id, dtype=torch.long, device=device)
         logprobs = torch.zeros((batch, limit), device=device)
-        width = input_ids.shape[1]
         for step in range(limit):
             token, logp = self._sample(logits.float(), generator, temperature)  # (b,), (b,)
             tokens[rows, step], logprobs[rows, step] = token, logp

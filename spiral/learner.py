@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
 import random
 import time
 
@@ -20,6 +19,7 @@ import torch
 from spiral import checkpoint
 from spiral.config import AlgoConfig, LearnerConfig
 from spiral.loss import ppo_clip_loss
+from spiral.prefix import shared_prefix_length
 from spiral.records import Sample
 
 
@@ -43,9 +43,6 @@ def pad_batch(
     return input_ids, attention, labels
 
 
-MIN_SHARED_PREFIX = 16  # tokens; below this the plain forward is as cheap
-
-
 def response_logprobs(
     model, samples: list[Sample], pad_id: int, temperature: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,24 +61,16 @@ def response_logprobs(
     return logp * mask, mask
 
 
-def shared_prefix_length(samples: list[Sample]) -> int:
-    """Prompt tokens every sample starts with, leaving each prompt at least one token."""
-    prompts = [s.prompt_ids for s in samples]
-    return min(len(os.path.commonprefix(prompts)), min(len(p) for p in prompts) - 1)
-
-
 def _decoder_states(model, samples: list[Sample], pad_id: int, device):
     """Last hidden states (B, T, H) of the right-padded sequences after their shared prompt
     prefix, those input ids (B, T), and the prefix length.
 
-    Self-play prompts open with the same rules text, so the prefix runs once (batch 1) and its
-    KV cache is repeated for the batch: the same values, and the same gradients (they flow back
-    through the repeat), for a fraction of the tokens. Gradient checkpointing has no KV cache,
-    so it takes the plain path.
+    The shared prefix (see ``spiral.prefix``) runs once and its KV cache is repeated for the
+    batch: the same values, and the same gradients (they flow back through the repeat), for a
+    fraction of the tokens. Gradient checkpointing has no KV cache: it takes the plain path.
     """
-    shared = shared_prefix_length(samples)
-    checkpointing = getattr(model, "is_gradient_checkpointing", False)
-    if len(samples) < 2 or shared < MIN_SHARED_PREFIX or checkpointing:
+    shared = shared_prefix_length([s.prompt_ids for s in samples])
+    if getattr(model, "is_gradient_checkpointing", False):
         shared = 0
     pairs = [(s.prompt_ids[shared:], s.response_ids) for s in samples]
     input_ids, attention, _ = pad_batch(pairs, pad_id)

@@ -1,6 +1,8 @@
 """The HF actor's lean sampling loop: the same tokens as transformers' own greedy decoding, and
 sampling log-probs that the learner recomputes, with rows leaving the batch as they finish."""
 
+import random
+
 import pytest
 import torch
 
@@ -9,29 +11,44 @@ from spiral.actor import HFActor
 from spiral.config import ActorConfig, ModelConfig
 from spiral.learner import response_logprobs
 from spiral.models import load_model, load_tokenizer
+from spiral.prefix import shared_prefix_length
 from spiral.records import Sample
 from spiral.selfplay import Prompter
 from spiral.tiny_model import SHIPPED
 
 
-def observations() -> list[str]:
-    """Opening observations of the three built-in games (prompts of different lengths)."""
+def observations(game_ids, seeds=range(2)) -> list[str]:
+    """Observations of the games after 0 and 1 random moves (prompts of different lengths)."""
     out = []
-    for game_id in ("KuhnPoker-v1", "TicTacToe-v1", "SimpleNegotiation-v1"):
-        for seed in range(2):
-            game = envs.make(game_id)
-            game.reset(seed=seed)
-            out.append(game.observe(game.current_player()))
+    for game_id in game_ids:
+        for seed in seeds:
+            for moves in range(2):
+                game = envs.make(game_id)
+                game.reset(seed=seed)
+                for _ in range(moves):
+                    legal = game.legal_actions()
+                    game.step(legal[seed % len(legal)] if legal else game.sample_action(
+                        random.Random(seed)))
+                out.append(game.observe(game.current_player()))
     return out
 
 
-@pytest.fixture(scope="module")
-def actor_parts():
+BATCHES = {
+    "three games": ("KuhnPoker-v1", "TicTacToe-v1", "SimpleNegotiation-v1"),  # little shared
+    "one game": ("SimpleNegotiation-v1",),  # the rules: a shared prefix, run once
+}
+
+
+@pytest.fixture(scope="module", params=list(BATCHES))
+def actor_parts(request):
     """The shipped embedded model: it answers in a few tokens, so rows finish at different
     steps (a response cut at the limit is also in the mix)."""
     tokenizer = load_tokenizer(str(SHIPPED))
     model = load_model(str(SHIPPED), ModelConfig(), torch.device("cpu"))
-    prompts = [Prompter(tokenizer)(text) for text in observations()]
+    prompts = [Prompter(tokenizer)(text) for text in observations(BATCHES[request.param],
+                                                                  range(3))]
+    shared = shared_prefix_length(prompts)
+    assert (shared > 0) == (request.param == "one game")
     return model, tokenizer, prompts
 
 
@@ -51,16 +68,16 @@ def test_greedy_batch_equals_generate_one_prompt_at_a_time(actor_parts, one_torc
 def test_sampling_logprobs_match_the_learner_as_rows_finish(actor_parts, one_torch_thread):
     model, tokenizer, prompts = actor_parts
     actor = HFActor(model, tokenizer, ActorConfig(max_new_tokens=20))
-    gens = actor.generate(prompts * 6, seed=3)
+    gens = actor.generate(prompts * 3, seed=3)
     lengths = {len(g.token_ids) for g in gens}
     assert len(lengths) > 1  # rows finished at different steps: the batch shrank mid-decode
     assert any(g.finished for g in gens)
-    samples = [Sample(p, g.token_ids, 0.0, g.logprobs) for p, g in zip(prompts * 6, gens)]
+    samples = [Sample(p, g.token_ids, 0.0, g.logprobs) for p, g in zip(prompts * 3, gens)]
     with torch.no_grad():
         logp, mask = response_logprobs(model, samples, tokenizer.pad_token_id)
     for i, g in enumerate(gens):
         got = torch.tensor(g.logprobs)
         assert torch.allclose(logp[i, : len(g.token_ids)], got, atol=1e-4), i
         assert g.finished == (g.token_ids[-1] == tokenizer.eos_token_id)
-    again = actor.generate(prompts * 6, seed=3)
+    again = actor.generate(prompts * 3, seed=3)
     assert [g.token_ids for g in again] == [g.token_ids for g in gens]

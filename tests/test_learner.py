@@ -7,15 +7,15 @@ import dataclasses
 import pytest
 import torch
 
-from spiral import learner as learner_module
+from spiral import prefix as prefix_module
 from spiral.config import AlgoConfig, LearnerConfig
 from spiral.learner import (
     TorchLearner,
     micro_batches,
     old_logprobs_in_same_pass,
     response_logprobs,
-    shared_prefix_length,
 )
+from spiral.prefix import shared_prefix_length
 from spiral.records import Sample
 from tests.test_distributed import synthetic_samples, tiny_lm
 
@@ -88,13 +88,13 @@ def prefixed_samples(prefix_len: int = 20) -> list[Sample]:
 
 def test_shared_prefix_forward_equals_the_plain_forward_in_values_and_gradients(monkeypatch):
     samples = prefixed_samples()
-    assert shared_prefix_length(samples) >= 20 >= learner_module.MIN_SHARED_PREFIX
+    assert shared_prefix_length([s.prompt_ids for s in samples]) >= 20
     shared_model, plain_model = tiny_lm(), tiny_lm()
     calls = counting_forwards(shared_model)
     logp, mask = response_logprobs(shared_model, samples, pad_id=0)
     (logp.sum() * 0.5).backward()
     assert calls[0] == 2  # the prefix once, then the batch's suffixes
-    monkeypatch.setattr(learner_module, "MIN_SHARED_PREFIX", 10**6)  # force the plain path
+    monkeypatch.setattr(prefix_module, "MIN_SHARED_PREFIX", 10**6)  # force the plain path
     want, want_mask = response_logprobs(plain_model, samples, pad_id=0)
     (want.sum() * 0.5).backward()
     assert torch.equal(mask, want_mask)
@@ -104,9 +104,11 @@ def test_shared_prefix_forward_equals_the_plain_forward_in_values_and_gradients(
 
 
 def test_shared_prefix_leaves_every_prompt_a_token_and_skips_short_prefixes():
-    same = [Sample([1, 2, 3], [4], 1.0, [0.0]), Sample([1, 2, 3], [5, 6], 1.0, [0.0, 0.0])]
-    assert shared_prefix_length(same) == 2
-    assert shared_prefix_length(synthetic_samples()) < learner_module.MIN_SHARED_PREFIX
+    rules = list(range(1, 31))
+    assert shared_prefix_length([rules, rules + [40], rules + [41, 42]]) == 29  # one token left
+    assert shared_prefix_length([rules + [40]]) == 0  # a batch of one
+    assert shared_prefix_length([rules[:10] + [1], rules[:10] + [2]]) == 0  # too short to pay
+    assert shared_prefix_length([s.prompt_ids for s in synthetic_samples()]) == 0
     model = tiny_lm()
     model.gradient_checkpointing_enable()
     calls = counting_forwards(model)
