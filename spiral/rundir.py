@@ -60,7 +60,8 @@ class RunDir:
 
 
 class Progress:
-    """tqdm bar showing step, games/s, win rate vs random and exploitability."""
+    """tqdm bar showing step, games/s, win rate vs random (mean over the trained games) and
+    exploitability."""
 
     KEYS = {"rollout/games_per_s": "games/s", "eval/KuhnPoker-v1/exploitability": "expl",
             "train/loss": "loss", "rollout/invalid_rate": "invalid"}
@@ -76,9 +77,10 @@ class Progress:
         for key, label in self.KEYS.items():
             if key in metrics:
                 self.shown[label] = f"{metrics[key]:.3g}"
-        for key, value in metrics.items():
-            if key.startswith("eval/") and key.endswith("/random/win_rate"):
-                self.shown["win/rand"] = f"{value:.2f}"
+        wins = [value for key, value in metrics.items()
+                if key.startswith("eval/") and key.endswith("/random/win_rate")]
+        if wins:  # several games (multigame): their mean
+            self.shown["win/rand"] = f"{sum(wins) / len(wins):.2f}"
         self.bar.set_postfix(self.shown, refresh=False)
         self.bar.update(1)
 
