@@ -7,7 +7,8 @@ Poker (stopped at exploitability 0.05 or after 15 minutes): under 20 minutes on 
 machine. ``--quick`` (about 2 minutes) runs each bench in its quick mode, the scaling sweep
 left out and the Kuhn run stopped after 30 seconds: a check that every bench works, not figures
 to quote, so they go to a temporary directory instead of bench/results/ (where the full suite
-appends its figures, one JSON line each, as every bench does).
+appends its figures, one JSON line each, as every bench does). bench/scale.py runs under
+``$SPIRAL_VLLM_PYTHON`` when it is set, so that its actor=vllm rows are measured too.
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, flags in QUICK if args.quick else FULL:
         print(f"\n=== bench/{name}.py {' '.join(flags)}", flush=True)
         began = time.perf_counter()
-        done = subprocess.run([sys.executable, str(HERE / f"{name}.py"), *flags], env=env)
+        python = sys.executable
+        if name == "scale":  # the vLLM rows need vLLM's interpreter (README: vLLM on CPU)
+            python = os.environ.get("SPIRAL_VLLM_PYTHON") or python
+        done = subprocess.run([python, str(HERE / f"{name}.py"), *flags], env=env)
         timings.append((name, time.perf_counter() - began, done.returncode))
         if done.returncode != 0:
             failed.append(name)
