@@ -97,7 +97,8 @@ def step_seconds(games: int, processes: int, model: str, steps: int = 4) -> floa
                      "checkpoint_every=1000", f"out_dir={out}", "learner.device=cpu"]
         threads = "1" if processes > 1 else str(os.cpu_count() or 1)
         done = subprocess.run([sys.executable, *launcher, *overrides], capture_output=True,
-                              text=True, env={**os.environ, "OMP_NUM_THREADS": threads})
+                              text=True, env={**os.environ, "OMP_NUM_THREADS": threads,
+                                              "PYTHONPATH": str(HERE.parent)})
         if done.returncode != 0:
             raise RuntimeError(f"training run failed:\n{done.stderr[-3000:]}")
         rows = [json.loads(line) for line in Path(out, "metrics.jsonl").open()]
