@@ -81,7 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    games = 32 if args.quick else 64
+    games = 16 if args.quick else 64
     path = resolve_path("embedded")
     tokenizer = load_tokenizer(path)
     model = load_model(path, ModelConfig(), torch.device("cpu")).eval()
