@@ -26,14 +26,16 @@ def machine() -> str:
 
 
 def commit() -> str:
-    """HEAD's short hash, with "+dirty" when tracked files differ from it."""
+    """HEAD's short hash, with "+dirty" when tracked files other than the results differ."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True,
                               cwd=Path(__file__).parent, timeout=10).stdout.strip()
 
     try:
         head = git("rev-parse", "--short", "HEAD") or "unknown"
-        return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                      ":(top,exclude)bench/results")
+        return head + ("+dirty" if changed else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
