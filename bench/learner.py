@@ -9,22 +9,28 @@
   are left out) per second, divided by the FLOP/s of a bare 1024 x 1024
   matmul measured in the same run. Goal >= 0.3 on CPU for the embedded model.
 - padding_waste: share of the padded micro-batch tokens that are padding. Goal <= 5%.
+- shared_prefix_speedup: time of the same update with the shared-prefix forward switched off
+  (``spiral.prefix.MIN_SHARED_PREFIX`` out of reach) over its time with it on, and
+  shared_prefix_share, the share of prompt tokens that the prefix saves.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from spiral import prefix
 from spiral.actor import HFActor
 from spiral.advantages import RoleBaselines, role_conditioned_advantages
 from spiral.config import ActorConfig, AlgoConfig, EnvConfig, LearnerConfig, ModelConfig
 from spiral.learner import TorchLearner, micro_batches, old_logprobs_in_same_pass
 from spiral.models import load_model, load_tokenizer, resolve_path
+from spiral.prefix import shared_prefix_length
 from spiral.selfplay import Prompter, play
 
 sys.path.append(str(Path(__file__).parent))
@@ -50,6 +56,23 @@ def samples_from_selfplay(games: int, games_ids: tuple[str, ...]):
     return model, tokenizer, samples
 
 
+def timed_update(learner, samples) -> float:
+    started = time.perf_counter()
+    learner.update(samples)
+    return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def patched_min_prefix(tokens: int):
+    """Switch the shared-prefix forward off (a threshold no prefix reaches) for a comparison."""
+    before = prefix.MIN_SHARED_PREFIX
+    prefix.MIN_SHARED_PREFIX = tokens
+    try:
+        yield
+    finally:
+        prefix.MIN_SHARED_PREFIX = before
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -60,9 +83,9 @@ def main() -> None:
     learner = TorchLearner(model, cfg, AlgoConfig(), pad_id=tokenizer.pad_token_id,
                            temperature=1.0, norm_tokens=24)
     learner.update(samples[:8])  # warm-up
-    started = time.perf_counter()
-    learner.update(samples)
-    seconds = time.perf_counter() - started
+    seconds = timed_update(learner, samples)
+    with patched_min_prefix(10**9):
+        plain_seconds = timed_update(learner, samples)
     head = model.get_output_embeddings().weight.numel()
     body = sum(p.numel() for p in model.get_decoder().parameters()) - model.get_input_embeddings(
     ).weight.numel()
@@ -74,11 +97,19 @@ def main() -> None:
     groups = micro_batches(samples, cfg.micro_batch_tokens)
     padded = sum(len(g) * max(s.length for s in g) for g in groups)
     waste = 1 - tokens / padded
+    saved = sum(shared_prefix_length([s.prompt_ids for s in g]) * len(g) for g in groups)
+    prompts = sum(len(s.prompt_ids) for s in samples)
     record("learner", "learner_efficiency", achieved / peak, "ratio")
     record("learner", "padding_waste", waste, "fraction")
+    record("learner", "shared_prefix_speedup", plain_seconds / seconds, "ratio")
+    record("learner", "shared_prefix_share", saved / prompts, "fraction")
     rows = [("learner_efficiency", f"{achieved / peak:.2f}",
              f"{achieved / 1e9:.1f} of {peak / 1e9:.1f} GFLOP/s ({len(samples)} samples)"),
-            ("padding_waste", f"{waste:.3f}", f"{padded - tokens} of {padded} tokens")]
+            ("padding_waste", f"{waste:.3f}", f"{padded - tokens} of {padded} tokens"),
+            ("shared_prefix_speedup", f"{plain_seconds / seconds:.2f}",
+             f"update {plain_seconds:.2f} s without the shared prefix, {seconds:.2f} s with it"),
+            ("shared_prefix_share", f"{saved / prompts:.2f}",
+             f"{saved} of {prompts} prompt tokens run once per micro-batch instead")]
     print(table(rows, ("metric", "value", "detail")))
 
 

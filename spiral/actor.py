@@ -16,7 +16,7 @@ from typing import Protocol
 import torch
 
 from spiral.config import ActorConfig
-from spiral.prefix import shared_prefix_length
+from spiral.prefix import repeated_prefix, shared_prefix_length
 
 
 @dataclass
@@ -92,11 +92,7 @@ class HFActor:
 
         cache = DynamicCache()
         if prefix:
-            self.model(input_ids=torch.tensor([prefix], device=input_ids.device),
-                       past_key_values=cache, use_cache=True, logits_to_keep=1)
-            cache.batch_repeat_interleave(input_ids.shape[0])
-            attention = torch.cat([attention.new_ones((input_ids.shape[0], len(prefix))),
-                                   attention], dim=1)
+            cache, attention = repeated_prefix(self.model, prefix, attention)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, len(prefix) :]  # (B, T)
         logits = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
                             past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]

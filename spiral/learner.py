@@ -19,7 +19,7 @@ import torch
 from spiral import checkpoint
 from spiral.config import AlgoConfig, LearnerConfig
 from spiral.loss import ppo_clip_loss
-from spiral.prefix import shared_prefix_length
+from spiral.prefix import repeated_prefix, shared_prefix_length
 from spiral.records import Sample
 
 
@@ -65,9 +65,8 @@ def _decoder_states(model, samples: list[Sample], pad_id: int, device):
     """Last hidden states (B, T, H) of the right-padded sequences after their shared prompt
     prefix, those input ids (B, T), and the prefix length.
 
-    The shared prefix (see ``spiral.prefix``) runs once and its KV cache is repeated for the
-    batch: the same values, and the same gradients (they flow back through the repeat), for a
-    fraction of the tokens. Gradient checkpointing has no KV cache: it takes the plain path.
+    The shared prefix runs once (``spiral.prefix``). Gradient checkpointing has no KV cache:
+    it takes the plain path.
     """
     shared = shared_prefix_length([s.prompt_ids for s in samples])
     if getattr(model, "is_gradient_checkpointing", False):
@@ -79,14 +78,8 @@ def _decoder_states(model, samples: list[Sample], pad_id: int, device):
     if shared == 0:
         return decoder(input_ids=input_ids, attention_mask=attention).last_hidden_state, \
             input_ids, 0
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    prefix = torch.tensor([samples[0].prompt_ids[:shared]], device=device)  # (1, L)
-    decoder(input_ids=prefix, past_key_values=cache, use_cache=True)
-    cache.batch_repeat_interleave(len(samples))
+    cache, mask = repeated_prefix(model, samples[0].prompt_ids[:shared], attention)  # (B, L + T)
     batch, width = input_ids.shape
-    mask = torch.cat([attention.new_ones((batch, shared)), attention], dim=1)  # (B, L + T)
     positions = torch.arange(shared, shared + width, device=device).expand(batch, -1)
     hidden = decoder(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                      past_key_values=cache, use_cache=True).last_hidden_state
@@ -94,11 +87,14 @@ def _decoder_states(model, samples: list[Sample], pad_id: int, device):
 
 
 def micro_batches(samples: list[Sample], token_budget: int) -> list[list[Sample]]:
-    """Length-sorted groups whose padded size (count x longest) stays within the budget."""
+    """Groups whose padded size (count x longest) stays within the budget, sorted by game and
+    then length: a group holds one game where it can, so its prompts share that game's rules
+    as a prefix (run once, see ``spiral.prefix``), and little padding."""
     groups: list[list[Sample]] = []
     current: list[Sample] = []
-    for sample in sorted(samples, key=lambda s: s.length):
-        if current and (len(current) + 1) * sample.length > token_budget:
+    for sample in sorted(samples, key=lambda s: (s.game_id, s.length)):
+        if current and (current[-1].game_id != sample.game_id
+                        or (len(current) + 1) * sample.length > token_budget):
             groups.append(current)
             current = []
         current.append(sample)

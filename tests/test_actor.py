@@ -81,3 +81,25 @@ def test_sampling_logprobs_match_the_learner_as_rows_finish(actor_parts, one_tor
         assert g.finished == (g.token_ids[-1] == tokenizer.eos_token_id)
     again = actor.generate(prompts * 3, seed=3)
     assert [g.token_ids for g in again] == [g.token_ids for g in gens]
+
+
+def test_the_batch_shrinks_as_rows_finish_and_the_prefix_runs_once(actor_parts, one_torch_thread):
+    model, tokenizer, prompts = actor_parts
+    sizes = []
+    hook = model.get_decoder().register_forward_hook(
+        lambda module, args, kwargs, out: sizes.append(tuple(kwargs["input_ids"].shape)),
+        with_kwargs=True)
+    try:
+        gens = HFActor(model, tokenizer, ActorConfig(max_new_tokens=20)).generate(prompts * 3, 3)
+    finally:
+        hook.remove()
+    shared = shared_prefix_length(prompts * 3)
+    calls = sizes[1:] if shared else sizes
+    if shared:
+        assert sizes[0] == (1, shared)  # the rules, once
+    assert calls[0][0] == len(gens)  # the prefill of every prompt's own part
+    decode_rows = [rows for rows, width in calls[1:]]
+    assert all(width == 1 for _, width in calls[1:])
+    assert decode_rows == sorted(decode_rows, reverse=True) and decode_rows[-1] < len(gens)
+    still_writing = [sum(len(g.token_ids) > k for g in gens) for k in range(1, len(calls))]
+    assert decode_rows == still_writing  # exactly the rows that had not emitted EOS

@@ -114,3 +114,13 @@ def test_shared_prefix_leaves_every_prompt_a_token_and_skips_short_prefixes():
     calls = counting_forwards(model)
     response_logprobs(model.train(), prefixed_samples(), pad_id=0)
     assert calls[0] == 1  # no KV cache under gradient checkpointing: one plain forward
+
+
+def test_micro_batches_keep_one_game_per_group_so_its_rules_are_shared():
+    rules = {"Kuhn": list(range(1, 25)), "TicTacToe": list(range(30, 50))}
+    samples = [Sample(rules[game] + [60 + i], [5] * (1 + i % 3), 1.0, [0.0] * (1 + i % 3),
+                      game_id=game) for i in range(8) for game in rules]
+    groups = micro_batches(samples, token_budget=10_000)
+    assert len(groups) == 2 and all(len({s.game_id for s in g}) == 1 for g in groups)
+    assert all(shared_prefix_length([s.prompt_ids for s in g]) >= 20 for g in groups)
+    assert sorted(s.length for s in groups[0]) == [s.length for s in groups[0]]

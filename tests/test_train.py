@@ -141,3 +141,26 @@ def test_progress_bar_shows_the_mean_win_rate_over_games():
     bar.update({"train/loss": 0.25})  # eval figures stay on the bar between evaluations
     assert bar.shown["loss"] == "0.25" and bar.shown["win/rand"] == "0.62"
     bar.close()
+
+
+def test_learning_rate_schedule_reaches_the_optimizer_across_a_resume(tmp_path):
+    from spiral.config import LearnerConfig
+    from spiral.learner import TorchLearner
+
+    applied = []
+    original = TorchLearner.update
+
+    def update(self, samples):
+        applied.append(self.optimizer.param_groups[0]["lr"])
+        return original(self, samples)
+
+    learner = LearnerConfig(lr=1e-3, lr_final=1e-4, lr_decay_steps=2)
+    cfg = small(tmp_path, eval=EvalConfig(every=0), learner=learner)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TorchLearner, "update", update)
+        train(dataclasses.replace(cfg, steps=2))
+        train(cfg)  # resumes from step 2's checkpoint, whose optimizer holds lr 5.5e-4
+    want = [learner.lr_at(step) for step in (1, 2, 3)]
+    assert want == pytest.approx([1e-3, 5.5e-4, 1e-4])
+    assert applied == pytest.approx(want)
+    assert [metrics(tmp_path)[s]["train/lr"] for s in (1, 2, 3)] == pytest.approx(want)
