@@ -210,6 +210,43 @@ def test_most_likely_move_share_counts_optimal_argmax():
     assert ttt.most_likely_move(policy["........."]) == "[4]"
 
 
+def test_line_completions_and_tactics():
+    assert ttt.line_completions("XX.OO....", "X") == {2}
+    assert ttt.line_completions("XX.OO....", "O") == {5}
+    assert ttt.line_completions("X.X.X..OO", "X") == {1, 6}  # a row and a diagonal
+    assert ttt.line_completions(".........", "X") == set()
+
+    def tactician(board, avoid=False):
+        me, other = "XO"[ttt.mover(board)], "XO"[1 - ttt.mover(board)]
+        target = ttt.line_completions(board, me) or ttt.line_completions(board, other)
+        free = [c for c, m in enumerate(board) if m == "."]
+        chosen = [c for c in free if (c in target) != avoid] or free
+        return {ACTIONS[c]: (1 / len(chosen) if c in chosen else 0.0) for c in free}
+
+    boards = ttt.reachable_positions()
+    assert ttt.tactics({b: tactician(b) for b in boards}) == {"take_win": 1.0, "block": 1.0}
+    def share_forced(mine: bool):  # boards where every free cell completes the line sought
+        cases = []
+        for b in boards:
+            me, other = "XO"[ttt.mover(b)], "XO"[1 - ttt.mover(b)]
+            wins = ttt.line_completions(b, me)
+            target = wins if mine else (set() if wins else ttt.line_completions(b, other))
+            if target:
+                cases.append(target == {c for c, m in enumerate(b) if m == "."})
+        return sum(cases) / len(cases)
+
+    avoiding = ttt.tactics({b: tactician(b, avoid=True) for b in boards})
+    assert avoiding == {"take_win": share_forced(True), "block": share_forced(False)}
+    uniform = uniform_policy()
+    before = ttt.tactics(uniform)
+    uniform["XX.OO...."] = {ACTIONS[c]: float(c == 2) for c in (2, 5, 6, 7, 8)}  # takes its win
+    with_wins = sum(bool(ttt.line_completions(b, "XO"[ttt.mover(b)])) for b in boards)
+    after = ttt.tactics(uniform)
+    assert after["take_win"] - before["take_win"] == pytest.approx((1 - 1 / 5) / with_wins)
+    assert after["block"] == before["block"]
+    assert ttt.tictactoe_metrics(uniform)["eval/TicTacToe-v1/tactics/take_win"] == after["take_win"]
+
+
 def test_tictactoe_logprob_policy_matches_the_learner_log_probs(micro):
     tokenizer = load_tokenizer(str(micro))
     model = load_model(str(micro), ModelConfig(), torch.device("cpu"))

@@ -13,7 +13,10 @@ Two numbers follow exactly, with no sampling noise:
   (ties: the lowest cell) is minimax-optimal (`envs.opponents.best_cells`);
 - **loss rate vs perfect play**: the probability that the policy loses against the ``optimal``
   opponent (minimax, ties broken uniformly), by exhaustive recursion over the game tree, for
-  each seat and averaged over the two seats. Perfect play cannot lose, so the rest is draws.
+  each seat and averaged over the two seats. Perfect play cannot lose, so the rest is draws;
+- **tactics**: the mean probability of completing a line where the mover can (``take_win``),
+  and of taking the opponent's open cell where only the opponent can (``block``): the two
+  one-move skills that decide most of a loss against perfect play.
 """
 
 from __future__ import annotations
@@ -198,6 +201,30 @@ def optimal_move_share(policy: Policy) -> float:
     return hits / len(boards)
 
 
+def line_completions(board: str, mark: str) -> set[int]:
+    """The free cells that would give ``mark`` a line on ``board``."""
+    cells = set()
+    for line in LINES:
+        marks = [board[c] for c in line]
+        if marks.count(mark) == 2 and marks.count(EMPTY) == 1:
+            cells.add(line[marks.index(EMPTY)])
+    return cells
+
+
+def tactics(policy: Policy) -> dict[str, float]:
+    """Mean probability of taking an immediate win (boards that offer one) and of blocking
+    the opponent's immediate win (boards that offer the mover none but the opponent one)."""
+    _check(policy, reachable_positions())
+    taken, blocked = [], []
+    for board in reachable_positions():
+        me, other = MARKS[mover(board)], MARKS[1 - mover(board)]
+        wins, threats = line_completions(board, me), line_completions(board, other)
+        target, into = (wins, taken) if wins else (threats, blocked)
+        if target:
+            into.append(sum(policy[board][ACTIONS[c]] for c in target))
+    return {"take_win": sum(taken) / len(taken), "block": sum(blocked) / len(blocked)}
+
+
 def outcome_vs_perfect(policy: Policy, seat: int) -> dict[str, float]:
     """Exact probabilities of ``win``/``draw``/``loss`` for ``policy`` in seat ``seat`` against
     the minimax opponent (uniform among its best moves)."""
@@ -225,12 +252,15 @@ def tictactoe_metrics(policy: Policy) -> dict[str, float]:
     """``eval/TicTacToe-v1/...``: optimal-move share and exact loss rate vs perfect play."""
     prefix = f"eval/{GAME_ID}"
     as_x, as_o = outcome_vs_perfect(policy, 0), outcome_vs_perfect(policy, 1)
+    skills = tactics(policy)
     return {
         f"{prefix}/optimal_move_share": optimal_move_share(policy),
         f"{prefix}/vs_perfect/loss_rate": (as_x["loss"] + as_o["loss"]) / 2,
         f"{prefix}/vs_perfect/loss_rate_as_x": as_x["loss"],
         f"{prefix}/vs_perfect/loss_rate_as_o": as_o["loss"],
         f"{prefix}/vs_perfect/draw_rate": (as_x["draw"] + as_o["draw"]) / 2,
+        f"{prefix}/tactics/take_win": skills["take_win"],
+        f"{prefix}/tactics/block": skills["block"],
         f"{prefix}/positions": len(reachable_positions()),
     }
 
