@@ -1,0 +1,132 @@
+"""Can a model learn TicTacToe at all? Supervised training on perfect play, then exact metrics.
+
+    python bench/tictactoe_capacity.py [--model embedded] [--steps 1000] [--lr 1e-3] [--quick]
+
+Self-play RL gets a noisy reward per match; this bench gives the model the best signal there
+is: every one of the 4,520 reachable boards labelled with each of its minimax-optimal moves
+(the canonical answer the embedded model starts from), trained with the next-token loss on
+the answer. The exact metrics (`spiral.evaluate.tictactoe_metrics`) before and after say how
+far ``--steps`` batches of perfect labels move the model's tactics (taking an immediate win,
+blocking one) and its loss rate against perfect play: an upper bound on what self-play can
+teach the same model in as many samples. It also reports what tactics alone are worth: the
+exact loss rate against perfect play of the starting policy with the winning or blocking cells
+given all the probability wherever a board has them (``loss_rate_with_perfect_tactics``).
+Figures: bench/results/tictactoe_capacity.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from envs.opponents import best_cells
+from envs.tictactoe import ACTIONS, MARKS
+from spiral.config import ModelConfig
+from spiral.evaluate import tictactoe_metrics as ttt
+from spiral.learner import pad_batch
+from spiral.models import load_model, load_tokenizer, resolve_path
+from spiral.selfplay import Prompter
+from spiral.tiny_model import encode_examples, response_text
+
+sys.path.append(str(Path(__file__).parent))
+from common import record, table  # noqa: E402
+
+BENCH = "tictactoe_capacity"
+SHOWN = ("tactics/take_win", "tactics/block", "vs_perfect/loss_rate", "optimal_move_share")
+
+
+def perfect_play_examples() -> list[tuple[str, str]]:
+    """(observation, answer) for every reachable board and each of its optimal moves."""
+    examples = []
+    for board in ttt.reachable_positions():
+        game = ttt.position_game(board)
+        observation = game.observe(game.current_player())
+        examples += [(observation, response_text(ACTIONS[c], game)) for c in best_cells(board)]
+    return examples
+
+
+def model_policy(model, tokenizer) -> ttt.Policy:
+    model.eval()
+    return ttt.policy_logprob(model, tokenizer, Prompter(tokenizer), response_text)
+
+
+def exact_metrics(policy: ttt.Policy) -> dict[str, float]:
+    metrics = ttt.tictactoe_metrics(policy)
+    return {key: metrics[f"eval/{ttt.GAME_ID}/{key}"] for key in SHOWN}
+
+
+def with_perfect_tactics(policy: ttt.Policy) -> ttt.Policy:
+    """``policy`` moved onto the cells that win now, else onto those that block (in
+    proportion to its own probabilities there); other boards unchanged."""
+    out = {}
+    for board, probs in policy.items():
+        me, other = MARKS[ttt.mover(board)], MARKS[1 - ttt.mover(board)]
+        target = ttt.line_completions(board, me) or ttt.line_completions(board, other)
+        moves = [ACTIONS[c] for c in target]
+        mass = sum(probs[m] for m in moves)
+        out[board] = {m: (probs[m] / mass if m in moves else 0.0) for m in probs} if target \
+            else probs
+    return out
+
+
+def supervise(model, encoded, steps: int, batch: int, lr: float, seed: int) -> list[float]:
+    """AdamW on the answer tokens of random batches of ``encoded``; returns the losses."""
+    rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95))
+    model.train()
+    losses = []
+    for _ in range(steps):
+        input_ids, attention, labels = pad_batch(rng.sample(encoded, batch), pad_id=0)
+        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    return losses
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="embedded", help="HF path or 'embedded'")
+    parser.add_argument("--steps", type=int, default=1000, help="supervised batches")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="10 steps: a smoke run")
+    args = parser.parse_args(argv)
+    steps = 10 if args.quick else args.steps
+    torch.manual_seed(args.seed)
+    path = resolve_path(args.model)
+    tokenizer = load_tokenizer(path)
+    model = load_model(path, ModelConfig(), torch.device("cpu"))
+    encoded = encode_examples(tokenizer, perfect_play_examples())
+    start = model_policy(model, tokenizer)
+    before = exact_metrics(start)
+    ceiling = ttt.tictactoe_metrics(with_perfect_tactics(start))
+    ceiling = ceiling[f"eval/{ttt.GAME_ID}/vs_perfect/loss_rate"]
+    started = time.perf_counter()
+    losses = supervise(model, encoded, steps, args.batch, args.lr, args.seed)
+    seconds = time.perf_counter() - started
+    after = exact_metrics(model_policy(model, tokenizer))
+    rows = [(key, f"{before[key]:.3f}", f"{after[key]:.3f}") for key in SHOWN]
+    first, last = (losses[0], sum(losses[-20:]) / len(losses[-20:])) if losses else (0.0, 0.0)
+    print(f"{len(encoded)} labelled answers; {steps} steps of {args.batch} at lr {args.lr} "
+          f"in {seconds:.0f} s; answer loss {first:.3f} -> {last:.3f} (last 20 steps)")
+    print(table(rows, ("metric", "before", "after")))
+    print(f"loss rate vs perfect play of the starting policy with perfect tactics: {ceiling:.3f}")
+    record(BENCH, "supervised_examples", steps * args.batch, "answers")
+    record(BENCH, "loss_rate_with_perfect_tactics", ceiling, "probability")
+    for key in SHOWN:
+        name = key.replace("/", "_")
+        record(BENCH, f"{name}_before", before[key], "probability")
+        record(BENCH, f"{name}_after", after[key], "probability")
+
+
+if __name__ == "__main__":
+    main()
