@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from envs.opponents import best_cells
-from envs.tictactoe import ACTIONS, MARKS
+from envs.tictactoe import ACTIONS
 from spiral.config import ModelConfig
 from spiral.evaluate import tictactoe_metrics as ttt
 from spiral.learner import pad_batch
@@ -65,11 +65,9 @@ def with_perfect_tactics(policy: ttt.Policy) -> ttt.Policy:
     proportion to its own probabilities there); other boards unchanged."""
     out = {}
     for board, probs in policy.items():
-        me, other = MARKS[ttt.mover(board)], MARKS[1 - ttt.mover(board)]
-        target = ttt.line_completions(board, me) or ttt.line_completions(board, other)
-        moves = [ACTIONS[c] for c in target]
+        moves = [ACTIONS[c] for c in ttt.tactical_cells(board)[1]]
         mass = sum(probs[m] for m in moves)
-        out[board] = {m: (probs[m] / mass if m in moves else 0.0) for m in probs} if target \
+        out[board] = {m: probs[m] / mass if m in moves else 0.0 for m in probs} if moves \
             else probs
     return out
 

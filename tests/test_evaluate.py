@@ -215,6 +215,9 @@ def test_line_completions_and_tactics():
     assert ttt.line_completions("XX.OO....", "O") == {5}
     assert ttt.line_completions("X.X.X..OO", "X") == {1, 6}  # a row and a diagonal
     assert ttt.line_completions(".........", "X") == set()
+    assert ttt.tactical_cells("XX.OO....") == ("take_win", {2})  # X to move wins first
+    assert ttt.tactical_cells("XX.O.....") == ("block", {2})  # O to move must block
+    assert ttt.tactical_cells("X...O....") == ("", set())
 
     def tactician(board, avoid=False):
         me, other = "XO"[ttt.mover(board)], "XO"[1 - ttt.mover(board)]

@@ -211,18 +211,26 @@ def line_completions(board: str, mark: str) -> set[int]:
     return cells
 
 
+def tactical_cells(board: str) -> tuple[str, set[int]]:
+    """``("take_win", cells)`` where the mover can complete a line, else ``("block", cells)``
+    where the opponent could, else ``("", set())``."""
+    wins = line_completions(board, MARKS[mover(board)])
+    if wins:
+        return "take_win", wins
+    threats = line_completions(board, MARKS[1 - mover(board)])
+    return ("block", threats) if threats else ("", set())
+
+
 def tactics(policy: Policy) -> dict[str, float]:
     """Mean probability of taking an immediate win (boards that offer one) and of blocking
     the opponent's immediate win (boards that offer the mover none but the opponent one)."""
     _check(policy, reachable_positions())
-    taken, blocked = [], []
+    found: dict[str, list[float]] = {"take_win": [], "block": []}
     for board in reachable_positions():
-        me, other = MARKS[mover(board)], MARKS[1 - mover(board)]
-        wins, threats = line_completions(board, me), line_completions(board, other)
-        target, into = (wins, taken) if wins else (threats, blocked)
-        if target:
-            into.append(sum(policy[board][ACTIONS[c]] for c in target))
-    return {"take_win": sum(taken) / len(taken), "block": sum(blocked) / len(blocked)}
+        kind, cells = tactical_cells(board)
+        if kind:
+            found[kind].append(sum(policy[board][ACTIONS[c]] for c in cells))
+    return {kind: sum(values) / len(values) for kind, values in found.items()}
 
 
 def outcome_vs_perfect(policy: Policy, seat: int) -> dict[str, float]:
