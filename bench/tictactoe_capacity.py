@@ -1,6 +1,7 @@
 """Can a model learn TicTacToe at all? Supervised training on perfect play, then exact metrics.
 
-    python bench/tictactoe_capacity.py [--model embedded] [--steps 1000] [--lr 1e-3] [--quick]
+    python bench/tictactoe_capacity.py [--model embedded | --fresh 8x256] [--steps 1000]
+        [--lr 1e-3] [--quick]
 
 Self-play RL gets a noisy reward per match; this bench gives the model the best signal there
 is: every one of the 4,520 reachable boards labelled with each of its minimax-optimal moves
@@ -8,7 +9,9 @@ is: every one of the 4,520 reachable boards labelled with each of its minimax-op
 the answer. The exact metrics (`spiral.evaluate.tictactoe_metrics`) before and after say how
 far ``--steps`` batches of perfect labels move the model's tactics (taking an immediate win,
 blocking one) and its loss rate against perfect play: an upper bound on what self-play can
-teach the same model in as many samples. It also reports what tactics alone are worth: the
+teach the same model in as many samples. ``--fresh LAYERSxWIDTH`` trains a model of that
+shape built from random weights (`spiral.tiny_model.new_model`, the embedded tokenizer)
+instead: does a bigger model learn the board? It also reports what tactics alone are worth: the
 exact loss rate against perfect play of the starting policy with the winning or blocking cells
 given all the probability wherever a board has them (``loss_rate_with_perfect_tactics``).
 Figures: bench/results/tictactoe_capacity.jsonl.
@@ -17,6 +20,7 @@ Figures: bench/results/tictactoe_capacity.jsonl.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import sys
 import time
@@ -31,7 +35,7 @@ from spiral.evaluate import tictactoe_metrics as ttt
 from spiral.learner import pad_batch
 from spiral.models import load_model, load_tokenizer, resolve_path
 from spiral.selfplay import Prompter
-from spiral.tiny_model import encode_examples, response_text
+from spiral.tiny_model import TinySpec, encode_examples, new_model, response_text
 
 sys.path.append(str(Path(__file__).parent))
 from common import record, table  # noqa: E402
@@ -89,9 +93,20 @@ def supervise(model, encoded, steps: int, batch: int, lr: float, seed: int) -> l
     return losses
 
 
+def fresh_model(shape: str, tokenizer):
+    """A random-weight model of the embedded architecture, ``"LAYERSxWIDTH"`` (e.g. 8x256)."""
+    layers, width = (int(n) for n in shape.split("x"))
+    spec = dataclasses.replace(TinySpec(), num_layers=layers, hidden_size=width,
+                               intermediate_size=3 * width, num_heads=width // 32,
+                               num_kv_heads=width // 64)
+    return new_model(tokenizer, spec)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="embedded", help="HF path or 'embedded'")
+    parser.add_argument("--fresh", metavar="LAYERSxWIDTH",
+                        help="a random-weight model of this shape instead of --model")
     parser.add_argument("--steps", type=int, default=1000, help="supervised batches")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -102,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     path = resolve_path(args.model)
     tokenizer = load_tokenizer(path)
-    model = load_model(path, ModelConfig(), torch.device("cpu"))
+    model = fresh_model(args.fresh, tokenizer) if args.fresh else load_model(
+        path, ModelConfig(), torch.device("cpu"))
     encoded = encode_examples(tokenizer, perfect_play_examples())
     start = model_policy(model, tokenizer)
     before = exact_metrics(start)

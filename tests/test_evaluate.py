@@ -219,31 +219,25 @@ def test_line_completions_and_tactics():
     assert ttt.tactical_cells("XX.O.....") == ("block", {2})  # O to move must block
     assert ttt.tactical_cells("X...O....") == ("", set())
 
-    def tactician(board, avoid=False):
-        me, other = "XO"[ttt.mover(board)], "XO"[1 - ttt.mover(board)]
-        target = ttt.line_completions(board, me) or ttt.line_completions(board, other)
+    def tactician(board, avoid=False):  # all mass on (or off) the win/block cells if it can
+        target = ttt.tactical_cells(board)[1]
         free = [c for c, m in enumerate(board) if m == "."]
         chosen = [c for c in free if (c in target) != avoid] or free
         return {ACTIONS[c]: (1 / len(chosen) if c in chosen else 0.0) for c in free}
 
-    boards = ttt.reachable_positions()
-    assert ttt.tactics({b: tactician(b) for b in boards}) == {"take_win": 1.0, "block": 1.0}
-    def share_forced(mine: bool):  # boards where every free cell completes the line sought
-        cases = []
-        for b in boards:
-            me, other = "XO"[ttt.mover(b)], "XO"[1 - ttt.mover(b)]
-            wins = ttt.line_completions(b, me)
-            target = wins if mine else (set() if wins else ttt.line_completions(b, other))
-            if target:
-                cases.append(target == {c for c, m in enumerate(b) if m == "."})
+    def share_forced(kind):  # boards of this kind where every free cell is a target cell
+        cases = [(cells == {c for c, m in enumerate(b) if m == "."})
+                 for b in boards for k, cells in [ttt.tactical_cells(b)] if k == kind]
         return sum(cases) / len(cases)
 
+    boards = ttt.reachable_positions()
+    assert ttt.tactics({b: tactician(b) for b in boards}) == {"take_win": 1.0, "block": 1.0}
     avoiding = ttt.tactics({b: tactician(b, avoid=True) for b in boards})
-    assert avoiding == {"take_win": share_forced(True), "block": share_forced(False)}
+    assert avoiding == {"take_win": share_forced("take_win"), "block": share_forced("block")}
     uniform = uniform_policy()
     before = ttt.tactics(uniform)
     uniform["XX.OO...."] = {ACTIONS[c]: float(c == 2) for c in (2, 5, 6, 7, 8)}  # takes its win
-    with_wins = sum(bool(ttt.line_completions(b, "XO"[ttt.mover(b)])) for b in boards)
+    with_wins = sum(ttt.tactical_cells(b)[0] == "take_win" for b in boards)
     after = ttt.tactics(uniform)
     assert after["take_win"] - before["take_win"] == pytest.approx((1 - 1 / 5) / with_wins)
     assert after["block"] == before["block"]

@@ -7,7 +7,7 @@ A TicTacToe policy maps each of the 4,520 reachable non-terminal boards (9 chara
 runs once per board and its KV cache is reused for each answer) and renormalises over the legal
 moves; ``sample`` counts parsed moves among sampled answers (for models that reason first).
 
-Two numbers follow exactly, with no sampling noise:
+These numbers follow exactly, with no sampling noise:
 
 - **optimal-move share**: the share of reachable boards where the policy's most likely move
   (ties: the lowest cell) is minimax-optimal (`envs.opponents.best_cells`);
@@ -257,7 +257,7 @@ def outcome_vs_perfect(policy: Policy, seat: int) -> dict[str, float]:
 
 
 def tictactoe_metrics(policy: Policy) -> dict[str, float]:
-    """``eval/TicTacToe-v1/...``: optimal-move share and exact loss rate vs perfect play."""
+    """``eval/TicTacToe-v1/...``: optimal-move share, exact loss rate vs perfect play, tactics."""
     prefix = f"eval/{GAME_ID}"
     as_x, as_o = outcome_vs_perfect(policy, 0), outcome_vs_perfect(policy, 1)
     skills = tactics(policy)
