@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-from spiral.actor import HFActor
 from spiral.config import ActorConfig, AlgoConfig, LearnerConfig
 from spiral.distributed import Dist, setup
-from spiral.learner import TorchLearner
+from spiral.learning.learner import TorchLearner
 from spiral.records import Sample
+from spiral.rollout.actor import HFActor
 
 EOS, PAD = 151645, 151643
 
@@ -84,7 +84,7 @@ def main() -> None:
     learners = {"learner_torch": lambda: TorchLearner(qwen3_06b().cuda(), learner_cfg,
                                                        AlgoConfig(), **common)}
     if importlib.util.find_spec("deepspeed") is not None:
-        from spiral.deepspeed_learner import DeepSpeedLearner
+        from spiral.learning.deepspeed_engine import DeepSpeedLearner
 
         learners["learner_deepspeed_zero2"] = lambda: DeepSpeedLearner(
             qwen3_06b().cuda(), learner_cfg, AlgoConfig(), dist=Dist(), bf16=True, **common)

@@ -35,7 +35,7 @@ def compose(overrides: list[str]):
 
 
 def curve(out_dir: Path) -> list[tuple[int, float, float]]:
-    from spiral.rundir import RunDir
+    from spiral.training.rundir import RunDir
 
     return [(r["step"], r["time/elapsed_s"], r[KEY]) for r in RunDir(out_dir).read_metrics()
             if KEY in r]
@@ -68,7 +68,7 @@ def plot(points, path: Path) -> None:
 
 
 def run_experiment(args) -> Path:
-    from spiral.train import train
+    from spiral.training.train import train
 
     minutes = 2.0 if args.quick else args.minutes
     cfg = compose(args.overrides)

@@ -10,7 +10,7 @@
   matmul measured in the same run. Goal >= 0.3 on CPU for the embedded model.
 - padding_waste: share of the padded micro-batch tokens that are padding. Goal <= 5%.
 - shared_prefix_speedup: time of the same update with the shared-prefix forward switched off
-  (``spiral.prefix.MIN_SHARED_PREFIX`` out of reach) over its time with it on, and
+  (``spiral.models.prefix.MIN_SHARED_PREFIX`` out of reach) over its time with it on, and
   shared_prefix_share, the share of prompt tokens that the prefix saves.
 """
 
@@ -24,14 +24,14 @@ from pathlib import Path
 
 import torch
 
-from spiral import prefix
-from spiral.actor import HFActor
-from spiral.advantages import RoleBaselines, role_conditioned_advantages
 from spiral.config import ActorConfig, AlgoConfig, EnvConfig, LearnerConfig, ModelConfig
-from spiral.learner import TorchLearner, micro_batches, old_logprobs_in_same_pass
-from spiral.models import load_model, load_tokenizer, resolve_path
-from spiral.prefix import shared_prefix_length
-from spiral.selfplay import Prompter, play
+from spiral.learning.advantages import RoleBaselines, role_conditioned_advantages
+from spiral.learning.learner import TorchLearner, micro_batches, old_logprobs_in_same_pass
+from spiral.models import prefix
+from spiral.models.loading import load_model, load_tokenizer, resolve_path
+from spiral.models.prefix import shared_prefix_length
+from spiral.rollout.actor import HFActor
+from spiral.rollout.selfplay import Prompter, play
 
 sys.path.append(str(Path(__file__).parent))
 from common import record, table  # noqa: E402

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import torch
 
-from spiral.actor import HFActor
 from spiral.config import ActorConfig, EnvConfig, ModelConfig
-from spiral.models import load_model, load_tokenizer, resolve_path
-from spiral.selfplay import Prompter, RolloutStats, play
+from spiral.models.loading import load_model, load_tokenizer, resolve_path
+from spiral.rollout.actor import HFActor
+from spiral.rollout.selfplay import Prompter, RolloutStats, play
 
 sys.path.append(str(Path(__file__).parent))
 from common import record, table  # noqa: E402

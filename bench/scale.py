@@ -34,13 +34,13 @@ HERE = Path(__file__).resolve().parent
 
 import torch  # noqa: E402
 
-from spiral.actor import HFActor  # noqa: E402
-from spiral.advantages import RoleBaselines, role_conditioned_advantages  # noqa: E402
 from spiral.config import ActorConfig, AlgoConfig, EnvConfig, LearnerConfig, ModelConfig  # noqa: E402
 from spiral.distributed import Dist, setup  # noqa: E402
-from spiral.learner import TorchLearner  # noqa: E402
-from spiral.models import load_model, load_tokenizer, resolve_path  # noqa: E402
-from spiral.selfplay import Prompter, play  # noqa: E402
+from spiral.learning.advantages import RoleBaselines, role_conditioned_advantages  # noqa: E402
+from spiral.learning.learner import TorchLearner  # noqa: E402
+from spiral.models.loading import load_model, load_tokenizer, resolve_path  # noqa: E402
+from spiral.rollout.actor import HFActor  # noqa: E402
+from spiral.rollout.selfplay import Prompter, play  # noqa: E402
 
 sys.path.append(str(HERE))
 from common import record, table  # noqa: E402
@@ -68,7 +68,7 @@ def actors(path, model, tokenizer, cfg: ActorConfig, dtype: str):
     if importlib.util.find_spec("vllm") is None:
         print("actor=vllm skipped: vllm does not import in this environment")
         return
-    from spiral.vllm_actor import VLLMActor
+    from spiral.rollout.vllm_actor import VLLMActor
 
     yield "vllm", VLLMActor(path, tokenizer, cfg, model.state_dict(), dtype=dtype)
 
@@ -79,7 +79,7 @@ def learners(model, tokenizer, cfg: LearnerConfig, bf16: bool):
     if importlib.util.find_spec("deepspeed") is None:
         print("learner=deepspeed skipped: deepspeed is not installed")
         return
-    from spiral.deepspeed_learner import DeepSpeedLearner
+    from spiral.learning.deepspeed_engine import DeepSpeedLearner
 
     yield f"deepspeed-zero{cfg.zero_stage}", DeepSpeedLearner(
         copy.deepcopy(model), cfg, AlgoConfig(), dist=Dist(), bf16=bf16, **common)

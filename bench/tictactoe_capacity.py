@@ -10,7 +10,7 @@ the answer. The exact metrics (`spiral.evaluate.tictactoe_metrics`) before and a
 far ``--steps`` batches of perfect labels move the model's tactics (taking an immediate win,
 blocking one) and its loss rate against perfect play: an upper bound on what self-play can
 teach the same model in as many samples. ``--fresh LAYERSxWIDTH`` trains a model of that
-shape built from random weights (`spiral.tiny_model.new_model`, the embedded tokenizer)
+shape built from random weights (`spiral.models.tiny.new_model`, the embedded tokenizer)
 instead: does a bigger model learn the board? It also reports what tactics alone are worth: the
 exact loss rate against perfect play of the starting policy with the winning or blocking cells
 given all the probability wherever a board has them (``loss_rate_with_perfect_tactics``).
@@ -32,10 +32,10 @@ from envs.opponents import best_cells
 from envs.tictactoe import ACTIONS
 from spiral.config import ModelConfig
 from spiral.evaluate import tictactoe_metrics as ttt
-from spiral.learner import pad_batch
-from spiral.models import load_model, load_tokenizer, resolve_path
-from spiral.selfplay import Prompter
-from spiral.tiny_model import TinySpec, encode_examples, new_model, response_text
+from spiral.learning.learner import pad_batch
+from spiral.models.loading import load_model, load_tokenizer, resolve_path
+from spiral.models.tiny import TinySpec, encode_examples, new_model, response_text
+from spiral.rollout.selfplay import Prompter
 
 sys.path.append(str(Path(__file__).parent))
 from common import record, table  # noqa: E402

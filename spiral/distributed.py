@@ -13,7 +13,7 @@ Why an N-rank run is the same algorithm as a 1-rank run:
   is match order, and runs the same sequential EMA over them, so the baselines are identical on
   every rank and equal to those of one process that saw the same returns;
 - loss: each rank normalises by the global number of sequences and the gradients are summed over
-  ranks (``spiral.ddp_learner``), so an update equals one process's update on the union.
+  ranks (``spiral.learning.ppo``), so an update equals one process's update on the union.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from spiral.advantages import RoleBaselines, role_conditioned_advantages
+from spiral.learning.advantages import RoleBaselines, role_conditioned_advantages
 from spiral.records import Episode, Sample
 
 

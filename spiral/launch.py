@@ -24,7 +24,7 @@ def to_run_config(cfg: DictConfig) -> RunConfig:
 
 @hydra.main(config_path="pkg://spiral.configs", config_name="config", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
-    from spiral.train import train
+    from spiral.training.train import train
 
     try:
         run_cfg = to_run_config(cfg)

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import envs
 from envs.play import human_turn
-from spiral.actor import Actor, HFActor
 from spiral.config import ActorConfig, ConfigError, EnvConfig, ModelConfig, from_mapping
-from spiral.selfplay import Prompter
+from spiral.rollout.actor import Actor, HFActor
+from spiral.rollout.selfplay import Prompter
 
 Print = Callable[[str], None]
 DEVICES = ("auto", "cpu", "cuda")
@@ -115,7 +115,7 @@ def play_match(game: envs.Game, actor: Actor, prompter: Prompter, seat: int,
 
 def load_actor(cfg: PlayConfig) -> tuple[HFActor, Prompter]:
     from spiral.evaluate.runner import resolve_checkpoint
-    from spiral.models import load_model, load_tokenizer, pick_device
+    from spiral.models.loading import load_model, load_tokenizer, pick_device
 
     path = resolve_checkpoint(cfg.checkpoint)
     tokenizer = load_tokenizer(path)

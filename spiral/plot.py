@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spiral.rundir import RunDir
+from spiral.training.rundir import RunDir
 
 PANELS = {
     "exploitability": ("Kuhn Poker exploitability", lambda k: k.endswith("/exploitability")),

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from spiral.tiny_model import TinySpec, build
+from spiral.models.tiny import TinySpec, build
 
 MICRO = TinySpec(hidden_size=32, intermediate_size=64, num_layers=1, sft_examples=60,
                  sft_steps=6, sft_batch=8, corpus_games=20)

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 import envs
-from spiral.actor import HFActor
 from spiral.config import ActorConfig, ModelConfig
-from spiral.learner import response_logprobs
-from spiral.models import load_model, load_tokenizer
-from spiral.prefix import shared_prefix_length
+from spiral.learning.learner import response_logprobs
+from spiral.models.loading import load_model, load_tokenizer
+from spiral.models.prefix import shared_prefix_length
+from spiral.models.tiny import SHIPPED
 from spiral.records import Sample
-from spiral.selfplay import Prompter
-from spiral.tiny_model import SHIPPED
+from spiral.rollout.actor import HFActor
+from spiral.rollout.selfplay import Prompter
 
 
 def observations(game_ids, seeds=range(2)) -> list[str]:

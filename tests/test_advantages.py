@@ -2,7 +2,7 @@
 
 import pytest
 
-from spiral.advantages import RoleBaselines, role_conditioned_advantages
+from spiral.learning.advantages import RoleBaselines, role_conditioned_advantages
 from spiral.records import Episode, Turn
 
 

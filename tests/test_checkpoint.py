@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from spiral import checkpoint
+from spiral.models import checkpoint
 
 
 class TinyTokenizer:

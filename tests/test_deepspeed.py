@@ -21,10 +21,10 @@ from test_distributed import (  # noqa: E402  (helpers shared by the scale-out t
     torch_learner,
 )
 
-from spiral import checkpoint  # noqa: E402
 from spiral.config import AlgoConfig  # noqa: E402
-from spiral.deepspeed_learner import ds_config  # noqa: E402
 from spiral.distributed import Dist, shard_range  # noqa: E402
+from spiral.learning.deepspeed_engine import ds_config  # noqa: E402
+from spiral.models import checkpoint  # noqa: E402
 
 
 def test_ds_config_drives_zero_bf16_and_unmanaged_accumulation():
@@ -38,7 +38,7 @@ def test_ds_config_drives_zero_bf16_and_unmanaged_accumulation():
 
 
 def _learner(stage: int, dist: Dist, bf16: bool = False, model=None):
-    from spiral.deepspeed_learner import DeepSpeedLearner
+    from spiral.learning.deepspeed_engine import DeepSpeedLearner
 
     model = tiny_lm() if model is None else model
     if bf16:

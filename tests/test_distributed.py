@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from spiral.advantages import RoleBaselines, role_conditioned_advantages
 from spiral.config import AlgoConfig, EnvConfig, LearnerConfig
-from spiral.ddp_learner import plan
 from spiral.distributed import Dist, from_env, role_returns, shard_range, shared_advantages
-from spiral.learner import TorchLearner
+from spiral.learning.advantages import RoleBaselines, role_conditioned_advantages
+from spiral.learning.learner import TorchLearner
+from spiral.learning.ppo import plan
 from spiral.records import Episode, Sample, Turn
 
 LEARNER = LearnerConfig(lr=1e-2, micro_batch_tokens=24)
@@ -105,8 +105,8 @@ def test_plan_makes_exactly_the_configured_minibatches():
 
 
 def test_play_shards_deal_the_single_process_games():
-    from spiral.actor import Generation
-    from spiral.selfplay import play
+    from spiral.rollout.actor import Generation
+    from spiral.rollout.selfplay import play
 
     class Folder:  # answers nonsense: every match ends at its first turn
         def generate(self, prompts, seed, temperature=None):
@@ -125,7 +125,7 @@ def _rank(rank: int, world: int, port: int, queue) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.distributed.init_process_group("gloo")
-    from spiral.ddp_learner import DDPLearner
+    from spiral.learning.ppo import DDPLearner
 
     dist = Dist(rank, world, rank)
     samples = synthetic_samples()
@@ -178,7 +178,7 @@ def test_two_gloo_ranks_update_like_one_process():
 
 @pytest.fixture(scope="module")
 def micro_model(tmp_path_factory):
-    from spiral.tiny_model import TinySpec, build
+    from spiral.models.tiny import TinySpec, build
 
     spec = TinySpec(hidden_size=64, intermediate_size=64, num_layers=1, num_heads=2,
                     num_kv_heads=1, sft_examples=60, sft_steps=6, sft_batch=8, corpus_games=20)

@@ -22,7 +22,6 @@ from envs.exploitability import kuhn_exploitability
 from envs.kuhn import INFOSTATES, infostate_game
 from envs.opponents import best_cells
 from envs.tictactoe import ACTIONS
-from spiral.actor import Generation, HFActor
 from spiral.config import ActorConfig, ConfigError, EnvConfig, ModelConfig
 from spiral.evaluate import runner
 from spiral.evaluate import tictactoe_metrics as ttt
@@ -33,14 +32,15 @@ from spiral.evaluate.games import (
     wilson_interval,
 )
 from spiral.evaluate.math_eval import evaluate_math
-from spiral.evaluate.openai_opponent import OpenAIError, OpenAIOpponent
 from spiral.evaluate.report import markdown
-from spiral.learner import pad_batch, response_logprobs
-from spiral.models import load_model, load_tokenizer
-from spiral.opponents import named_opponent
+from spiral.learning.learner import pad_batch, response_logprobs
+from spiral.models.loading import load_model, load_tokenizer
+from spiral.models.tiny import response_text
 from spiral.records import Sample
-from spiral.selfplay import Prompter, play
-from spiral.tiny_model import response_text
+from spiral.rollout.actor import Generation, HFActor
+from spiral.rollout.openai_opponent import OpenAIError, OpenAIOpponent
+from spiral.rollout.opponents import named_opponent
+from spiral.rollout.selfplay import Prompter, play
 
 REPO = Path(__file__).resolve().parents[1]
 MATH_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "math"

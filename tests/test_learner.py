@@ -7,15 +7,15 @@ import dataclasses
 import pytest
 import torch
 
-from spiral import prefix as prefix_module
 from spiral.config import AlgoConfig, LearnerConfig
-from spiral.learner import (
+from spiral.learning.learner import (
     TorchLearner,
     micro_batches,
     old_logprobs_in_same_pass,
     response_logprobs,
 )
-from spiral.prefix import shared_prefix_length
+from spiral.models import prefix as prefix_module
+from spiral.models.prefix import shared_prefix_length
 from spiral.records import Sample
 from tests.test_distributed import synthetic_samples, tiny_lm
 

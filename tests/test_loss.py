@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from spiral.loss import ppo_clip_loss
+from spiral.learning.loss import ppo_clip_loss
 
 
 def test_ppo_clip_hand_computed():

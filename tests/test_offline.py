@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from spiral.actor import HFActor
 from spiral.config import ActorConfig, EnvConfig, ModelConfig
 from spiral.evaluate.games import evaluate_opponents
 from spiral.evaluate.math_eval import evaluate_math
-from spiral.models import load_model, load_tokenizer
-from spiral.selfplay import Prompter
-from spiral.tiny_model import SHIPPED
+from spiral.models.loading import load_model, load_tokenizer
+from spiral.models.tiny import SHIPPED
+from spiral.rollout.actor import HFActor
+from spiral.rollout.selfplay import Prompter
 
 MATH_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "math"
 

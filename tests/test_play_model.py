@@ -5,9 +5,9 @@ import random
 import pytest
 
 import envs
-from spiral.actor import Generation
 from spiral.config import EnvConfig
 from spiral.play import main, play_match
+from spiral.rollout.actor import Generation
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -10,12 +10,12 @@ from html.parser import HTMLParser
 
 import pytest
 
-from spiral.actor import Generation
 from spiral.config import EnvConfig
-from spiral.opponents import named_opponent
 from spiral.replay import main, outcome, read_transcripts, render_page
-from spiral.rundir import transcript
-from spiral.selfplay import play
+from spiral.rollout.actor import Generation
+from spiral.rollout.opponents import named_opponent
+from spiral.rollout.selfplay import play
+from spiral.training.rundir import transcript
 
 INJECTION = "<script>alert('x')</script> & <b>bold</b>"
 

@@ -4,10 +4,10 @@ import random
 
 import pytest
 
-from spiral.actor import Generation
 from spiral.config import EnvConfig
-from spiral.opponents import named_opponent
-from spiral.selfplay import play
+from spiral.rollout.actor import Generation
+from spiral.rollout.opponents import named_opponent
+from spiral.rollout.selfplay import play
 
 
 class ScriptedActor:

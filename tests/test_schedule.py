@@ -22,7 +22,7 @@ def test_learner_uses_the_scheduled_weight():
     import torch
 
     from spiral.config import LearnerConfig
-    from spiral.learner import TorchLearner
+    from spiral.learning.learner import TorchLearner
 
     model = torch.nn.Linear(2, 2)
     learner = TorchLearner(model, LearnerConfig(), AlgoConfig(kl_beta=1.0), pad_id=0,

@@ -6,9 +6,9 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from spiral.models import load_tokenizer
-from spiral.selfplay import Prompter
-from spiral.tiny_model import SHIPPED, TinySpec, build, embedded_model_path, response_text
+from spiral.models.loading import load_tokenizer
+from spiral.models.tiny import SHIPPED, TinySpec, build, embedded_model_path, response_text
+from spiral.rollout.selfplay import Prompter
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +62,9 @@ def test_shipped_model_matches_the_default_spec():
 
 def test_shipped_model_answers_in_format_with_legal_moves():
     """Format-only pretraining: legal moves in \\boxed{}, roughly uniform (no strategy)."""
-    from spiral.actor import HFActor
     from spiral.config import ActorConfig, EnvConfig
-    from spiral.selfplay import play
+    from spiral.rollout.actor import HFActor
+    from spiral.rollout.selfplay import play
 
     tokenizer = load_tokenizer(str(SHIPPED))
     actor = HFActor(_shipped_model(), tokenizer, ActorConfig())

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from spiral import checkpoint
 from spiral.config import AlgoConfig, EnvConfig, EvalConfig, RunConfig
-from spiral.train import train
+from spiral.models import checkpoint
+from spiral.training.train import train
 
 
 def small(out_dir, **overrides):
@@ -95,7 +95,7 @@ def test_fixed_opponent_training_runs(tmp_path):
 
 
 def test_training_against_a_frozen_checkpoint(tmp_path):
-    from spiral.tiny_model import embedded_model_path
+    from spiral.models.tiny import embedded_model_path
 
     opponent = f"checkpoint:{embedded_model_path()}"
     cfg = small(tmp_path, steps=1, env=EnvConfig(games=("KuhnPoker-v1",), games_per_step=4,
@@ -130,7 +130,7 @@ def test_reinforce_ablation_runs_and_tracks_baselines(tmp_path):
 
 
 def test_progress_bar_shows_the_mean_win_rate_over_games():
-    from spiral.rundir import Progress
+    from spiral.training.rundir import Progress
 
     bar = Progress(10, 0, enabled=False)
     bar.update({"rollout/games_per_s": 12.5, "eval/KuhnPoker-v1/random/win_rate": 0.5,
@@ -145,7 +145,7 @@ def test_progress_bar_shows_the_mean_win_rate_over_games():
 
 def test_learning_rate_schedule_reaches_the_optimizer_across_a_resume(tmp_path):
     from spiral.config import LearnerConfig
-    from spiral.learner import TorchLearner
+    from spiral.learning.learner import TorchLearner
 
     applied = []
     original = TorchLearner.update

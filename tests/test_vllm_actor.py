@@ -37,7 +37,7 @@ class _Tied:
 
 
 def test_retie_copies_a_stale_tied_head_and_leaves_others_alone():
-    from spiral.vllm_actor import retie_lm_head
+    from spiral.rollout.vllm_actor import retie_lm_head
 
     stale = _Tied(tie=True, share=False)
     assert retie_lm_head(stale) and torch.equal(stale.lm_head.weight, torch.ones(4, 2))
@@ -48,14 +48,14 @@ def test_retie_copies_a_stale_tied_head_and_leaves_others_alone():
 
 def test_engine_args_on_cpu(monkeypatch):
     from spiral.config import ActorConfig
-    from spiral.vllm_actor import engine_args
+    from spiral.rollout.vllm_actor import engine_args
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
     args = engine_args("/m", ActorConfig(backend="vllm"), "float32", seed=3)
     assert args["enable_prefix_caching"] and args["enforce_eager"] and args["seed"] == 3
     assert args["distributed_executor_backend"] == "external_launcher"
-    assert args["worker_extension_cls"] == "spiral.vllm_actor.WeightSync"
+    assert args["worker_extension_cls"] == "spiral.rollout.vllm_actor.WeightSync"
     assert args["logprobs_mode"] == "processed_logprobs" and args["load_format"] == "dummy"
     assert args["kv_cache_memory_bytes"] == 1 << 30 and "gpu_memory_utilization" not in args
     assert os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
@@ -63,7 +63,7 @@ def test_engine_args_on_cpu(monkeypatch):
 
 def test_the_actor_needs_a_process_group():
     from spiral.config import ActorConfig
-    from spiral.vllm_actor import VLLMActor
+    from spiral.rollout.vllm_actor import VLLMActor
 
     if torch.distributed.is_initialized():
         pytest.skip("a process group is already initialised in this interpreter")
@@ -85,7 +85,7 @@ needs_vllm = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def micro_model(tmp_path_factory):
-    from spiral.tiny_model import TinySpec, build
+    from spiral.models.tiny import TinySpec, build
 
     spec = TinySpec(hidden_size=64, intermediate_size=64, num_layers=1, num_heads=2,
                     num_kv_heads=1, sft_examples=60, sft_steps=6, sft_batch=8, corpus_games=20)
@@ -165,13 +165,13 @@ def test_vllm_gpu_actor_rollout_sync_and_verify(micro_model):
 
 def main(model_dir: str, device: str) -> dict:
     """Play with the vLLM actor, train a step, sleep, sync, verify; facts for the tests."""
-    from spiral.advantages import RoleBaselines, role_conditioned_advantages
     from spiral.config import ActorConfig, AlgoConfig, EnvConfig, LearnerConfig, ModelConfig
     from spiral.distributed import setup
-    from spiral.learner import TorchLearner
-    from spiral.models import load_model, load_tokenizer
-    from spiral.selfplay import Prompter, play
-    from spiral.vllm_actor import VLLMActor, model_logprobs
+    from spiral.learning.advantages import RoleBaselines, role_conditioned_advantages
+    from spiral.learning.learner import TorchLearner
+    from spiral.models.loading import load_model, load_tokenizer
+    from spiral.rollout.selfplay import Prompter, play
+    from spiral.rollout.vllm_actor import VLLMActor, model_logprobs
 
     setup(device, need_group=True)
     tokenizer = load_tokenizer(model_dir)

@@ -18,12 +18,12 @@ import torch
 from envs.exploitability import kuhn_exploitability
 from envs.kuhn import INFOSTATES, infostate_game
 from envs.opponents import make_opponent
-from spiral.actor import Actor
 from spiral.config import EnvConfig
-from spiral.learner import response_logprobs
-from spiral.opponents import named_opponent
+from spiral.learning.learner import response_logprobs
 from spiral.records import Episode, Sample
-from spiral.selfplay import Prompter, play
+from spiral.rollout.actor import Actor
+from spiral.rollout.opponents import named_opponent
+from spiral.rollout.selfplay import Prompter, play
 
 OUTCOMES = ("win", "draw", "loss", "invalid")
 

@@ -26,7 +26,6 @@ import logging
 import random
 from pathlib import Path
 
-from spiral.actor import Actor, Generation
 from spiral.config import ActorConfig
 from spiral.evaluate.grade import DEFAULT_TIMEOUT_S, Verdict, check_many, length_stats
 from spiral.evaluate.math_bench import (
@@ -36,6 +35,7 @@ from spiral.evaluate.math_bench import (
     load_benchmark,
     math_messages,
 )
+from spiral.rollout.actor import Actor, Generation
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
 plain functions of a typed `EvaluateConfig`, so training or a notebook can call them too:
 
 - `evaluate_games`: every (game, opponent) pair, ``matches`` matches with the policy's seat
-  alternated, through the same rollout (`spiral.selfplay.play`) and the same rates with 95%
+  alternated, through the same rollout (`spiral.rollout.selfplay.play`) and the same rates with 95%
   Wilson intervals (`spiral.evaluate.games.outcome_rates`) as training's online evaluation;
 - `exact_game_metrics`: Kuhn Poker exploitability (`spiral.evaluate.games`) and TicTacToe's
   optimal-move share and loss rate against perfect play (`spiral.evaluate.tictactoe_metrics`);
@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import envs
-from spiral import checkpoint
-from spiral.actor import Actor, HFActor
 from spiral.config import ActorConfig, ConfigError, EnvConfig, ModelConfig, from_mapping
 from spiral.evaluate import tictactoe_metrics as ttt
 from spiral.evaluate.games import (
@@ -39,14 +37,16 @@ from spiral.evaluate.games import (
 )
 from spiral.evaluate.math_bench import benchmark
 from spiral.evaluate.math_eval import evaluate_math
-from spiral.evaluate.openai_opponent import OpenAIError
 from spiral.evaluate.report import markdown
-from spiral.models import DTYPES, load_model, load_tokenizer, pick_device, resolve_path
-from spiral.opponents import named_opponent
+from spiral.models import checkpoint
+from spiral.models.loading import DTYPES, load_model, load_tokenizer, pick_device, resolve_path
+from spiral.models.tiny import response_text
 from spiral.records import Episode
-from spiral.rundir import RunDir
-from spiral.selfplay import Prompter, play
-from spiral.tiny_model import response_text
+from spiral.rollout.actor import Actor, HFActor
+from spiral.rollout.openai_opponent import OpenAIError
+from spiral.rollout.opponents import named_opponent
+from spiral.rollout.selfplay import Prompter, play
+from spiral.training.rundir import RunDir
 
 logger = logging.getLogger(__name__)
 

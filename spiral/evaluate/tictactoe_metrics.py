@@ -29,8 +29,8 @@ import torch
 import envs
 from envs.opponents import best_cells
 from envs.tictactoe import ACTIONS, EMPTY, LINES, MARKS
-from spiral.actor import Actor
-from spiral.selfplay import Prompter
+from spiral.rollout.actor import Actor
+from spiral.rollout.selfplay import Prompter
 
 GAME_ID = "TicTacToe-v1"
 Policy = dict[str, dict[str, float]]

@@ -1,7 +1,7 @@
 """Actors generate responses for a batch of prompts. Two backends share one interface:
 
 - ``HFActor``: a transformers model with a lean KV-cached sampling loop (CPU or GPU);
-- ``spiral.vllm_actor.VLLMActor``: vLLM with prefix caching (GPU nodes).
+- ``spiral.rollout.vllm_actor.VLLMActor``: vLLM with prefix caching (GPU nodes).
 
 Both return, per prompt, the new token ids (ending in EOS when the model stopped by itself),
 the sampling log-probs of those tokens (log-softmax of logits / temperature: the distribution
@@ -16,7 +16,7 @@ from typing import Protocol
 import torch
 
 from spiral.config import ActorConfig
-from spiral.prefix import repeated_prefix, shared_prefix_length
+from spiral.models.prefix import repeated_prefix, shared_prefix_length
 
 
 @dataclass

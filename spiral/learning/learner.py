@@ -16,10 +16,10 @@ import time
 
 import torch
 
-from spiral import checkpoint
 from spiral.config import AlgoConfig, LearnerConfig
-from spiral.loss import ppo_clip_loss
-from spiral.prefix import repeated_prefix, shared_prefix_length
+from spiral.learning.loss import ppo_clip_loss
+from spiral.models import checkpoint
+from spiral.models.prefix import repeated_prefix, shared_prefix_length
 from spiral.records import Sample
 
 
@@ -65,7 +65,7 @@ def _decoder_states(model, samples: list[Sample], pad_id: int, device):
     """Last hidden states (B, T, H) of the right-padded sequences after their shared prompt
     prefix, those input ids (B, T), and the prefix length.
 
-    The shared prefix runs once (``spiral.prefix``). Gradient checkpointing has no KV cache:
+    The shared prefix runs once (``spiral.models.prefix``). Gradient checkpointing has no KV cache:
     it takes the plain path.
     """
     shared = shared_prefix_length([s.prompt_ids for s in samples])
@@ -89,7 +89,7 @@ def _decoder_states(model, samples: list[Sample], pad_id: int, device):
 def micro_batches(samples: list[Sample], token_budget: int) -> list[list[Sample]]:
     """Groups whose padded size (count x longest) stays within the budget, sorted by game and
     then length: a group holds one game where it can, so its prompts share that game's rules
-    as a prefix (run once, see ``spiral.prefix``), and little padding."""
+    as a prefix (run once, see ``spiral.models.prefix``), and little padding."""
     groups: list[list[Sample]] = []
     current: list[Sample] = []
     for sample in sorted(samples, key=lambda s: (s.game_id, s.length)):

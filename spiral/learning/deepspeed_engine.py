@@ -1,6 +1,6 @@
 """The DeepSpeed learner (``learner=deepspeed``): ZeRO stage 1-3, bf16, data-parallel PPO.
 
-The PPO loop is ``spiral.ddp_learner.ParallelPPO`` (the same update as the torch learner, summed
+The PPO loop is ``spiral.learning.ppo.ParallelPPO`` (the same update as the torch learner, summed
 over ranks); this module supplies the engine. Choices:
 
 - the optimizer is torch's AdamW handed to DeepSpeed, so the update is the torch learner's;
@@ -25,10 +25,10 @@ import random
 
 import torch
 
-from spiral import checkpoint
 from spiral.config import AlgoConfig, LearnerConfig
-from spiral.ddp_learner import LogprobModel, ParallelPPO, dummy_group
 from spiral.distributed import Dist
+from spiral.learning.ppo import LogprobModel, ParallelPPO, dummy_group
+from spiral.models import checkpoint
 from spiral.records import Sample
 
 MOMENTS = ("exp_avg", "exp_avg_sq")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from spiral.evaluate.games import outcome_rates
 from spiral.records import Episode
-from spiral.selfplay import RolloutStats
+from spiral.rollout.selfplay import RolloutStats
 
 
 class RunDir:

@@ -15,7 +15,7 @@ minibatch is the union of the ranks' minibatches):
 
 ``ParallelPPO`` is that loop; an engine supplies forward/backward/step: ``DDPEngine`` here (torch
 DistributedDataParallel, gradients all-reduced once per optimizer step) and
-``spiral.deepspeed_learner.DeepSpeedEngine``.
+``spiral.learning.deepspeed_engine.DeepSpeedEngine``.
 """
 
 from __future__ import annotations
@@ -30,16 +30,16 @@ from typing import Protocol
 
 import torch
 
-from spiral import checkpoint
 from spiral.config import AlgoConfig
 from spiral.distributed import Dist, all_reduce
-from spiral.learner import (
+from spiral.learning.learner import (
     TorchLearner,
     micro_batches,
     old_logprobs_in_same_pass,
     response_logprobs,
 )
-from spiral.loss import LossTerms, ppo_clip_loss
+from spiral.learning.loss import LossTerms, ppo_clip_loss
+from spiral.models import checkpoint
 from spiral.records import Sample
 
 

@@ -20,9 +20,7 @@ from pathlib import Path
 
 import torch
 
-from spiral import checkpoint, distributed
-from spiral.actor import HFActor
-from spiral.advantages import RoleBaselines
+from spiral import distributed
 from spiral.config import RunConfig
 from spiral.evaluate.games import (
     evaluate_opponents,
@@ -31,12 +29,15 @@ from spiral.evaluate.games import (
     kuhn_policy_sampled,
 )
 from spiral.evaluate.math_eval import evaluate_math
-from spiral.learner import TorchLearner
-from spiral.models import load_model, load_tokenizer, pick_device, resolve_path
-from spiral.opponents import named_opponent
-from spiral.rundir import Progress, RunDir, summarize
-from spiral.selfplay import Prompter, RolloutStats, play
-from spiral.tiny_model import response_text
+from spiral.learning.advantages import RoleBaselines
+from spiral.learning.learner import TorchLearner
+from spiral.models import checkpoint
+from spiral.models.loading import load_model, load_tokenizer, pick_device, resolve_path
+from spiral.models.tiny import response_text
+from spiral.rollout.actor import HFActor
+from spiral.rollout.opponents import named_opponent
+from spiral.rollout.selfplay import Prompter, RolloutStats, play
+from spiral.training.rundir import Progress, RunDir, summarize
 
 
 @dataclasses.dataclass
@@ -89,14 +90,14 @@ def _learner(cfg: RunConfig, model, tokenizer, dist: distributed.Dist):
     common = dict(pad_id=tokenizer.pad_token_id, temperature=cfg.actor.temperature,
                   norm_tokens=cfg.algo.norm_tokens or cfg.actor.max_new_tokens, seed=cfg.seed)
     if cfg.learner.backend == "deepspeed":
-        from spiral.deepspeed_learner import DeepSpeedLearner
+        from spiral.learning.deepspeed_engine import DeepSpeedLearner
 
         return DeepSpeedLearner(model, cfg.learner, cfg.algo, dist=dist,
                                 bf16=cfg.model.dtype == "bfloat16", **common)
     learner = TorchLearner(model, cfg.learner, cfg.algo, **common)
     if dist.world_size == 1:
         return learner
-    from spiral.ddp_learner import DDPLearner
+    from spiral.learning.ppo import DDPLearner
 
     return DDPLearner(learner, dist)
 
@@ -105,7 +106,7 @@ def _actor(cfg: RunConfig, base: str, hf_copy, tokenizer, learner, dist: distrib
     """transformers generate on a copy of the model, or a vLLM engine on this rank's device."""
     if cfg.actor.backend == "hf":
         return HFActor(hf_copy, tokenizer, cfg.actor)
-    from spiral.vllm_actor import VLLMActor, model_logprobs
+    from spiral.rollout.vllm_actor import VLLMActor, model_logprobs
 
     reference = model_logprobs(learner.model, tokenizer.pad_token_id, cfg.actor.temperature)
     return VLLMActor(base, tokenizer, cfg.actor, learner.weights(), dtype=cfg.model.dtype,

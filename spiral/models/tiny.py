@@ -19,11 +19,12 @@ deterministically from a seed:
    away, the model first learns card-blind play and stalls at "always bet and call"
    (exploitability 1/3) - we measured that with a thought that ended in the card.
 
-The built model ships with spiral as a small, deliberate fixture in ``spiral/embedded/`` (made by
-``python -m spiral.tiny_model --out spiral/embedded``), so a fresh clone trains at once.
+The built model ships with spiral as a small, deliberate fixture in ``spiral/models/embedded/``
+(made by ``python -m spiral.models.tiny --out spiral/models/embedded``), so a fresh clone trains
+at once.
 ``embedded_model_path()`` uses it when its recorded spec equals ``TinySpec()``; otherwise (the
 spec was changed) it builds once into a cache directory (``$SPIRAL_HOME`` or ``~/.cache/spiral``)
-and reuses that. Command: ``python -m spiral.tiny_model [--out DIR]``.
+and reuses that. Command: ``python -m spiral.models.tiny [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -183,7 +184,7 @@ def new_model(tokenizer, spec: TinySpec):
 
 def encode_examples(tokenizer, examples: list[tuple[str, str]]) -> list[tuple[list, list]]:
     """(prompt ids, response ids + eos) per example, tokenized the way the rollout does."""
-    from spiral.selfplay import Prompter
+    from spiral.rollout.selfplay import Prompter
 
     prompter = Prompter(tokenizer)
     encoded = []
@@ -200,7 +201,7 @@ def format_pretrain(model, encoded, spec: TinySpec, log=print, device="cpu") -> 
     Batches take one game at a time (similar lengths, little padding); TicTacToe, whose legal
     moves are the hardest to read off the board, gets half of them.
     """
-    from spiral.learner import pad_batch
+    from spiral.learning.learner import pad_batch
 
     rng = random.Random(spec.seed)
     n = spec.sft_examples

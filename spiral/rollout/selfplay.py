@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import envs
 from envs.core import Game
-from spiral.actor import Actor, Generation
 from spiral.config import EnvConfig
 from spiral.records import Episode, Turn
+from spiral.rollout.actor import Actor, Generation
 
 
 class Prompter:
@@ -94,7 +94,7 @@ def play(actor: Actor, prompter: Prompter, env: EnvConfig, n: int, seed: int, *,
     sampling stream of its own so that the ranks' responses are independent.
 
     ``opponent``: None for self-play, else an object with ``name`` and ``for_game(game_id)``
-    giving the agent (``act(game, rng)``) for a game (see ``spiral.opponents``).
+    giving the agent (``act(game, rng)``) for a game (see ``spiral.rollout.opponents``).
     """
     started = time.perf_counter()
     rng = random.Random(f"rollout/{seed}")

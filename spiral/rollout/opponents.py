@@ -4,7 +4,7 @@
 the agent (with ``act(game, rng)``) for that game. ``random`` and ``optimal`` come from
 ``envs.opponents`` (one per game id, made on first use); ``checkpoint:PATH`` is a frozen model
 answering one prompt at a time through the same chat template and parsing as the policy;
-``openai:MODEL`` asks an OpenAI-compatible chat endpoint (``spiral.evaluate.openai_opponent``).
+``openai:MODEL`` asks an OpenAI-compatible chat endpoint (``spiral.rollout.openai_opponent``).
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ class ModelOpponent:
     """A frozen checkpoint as an opponent (``checkpoint:PATH``)."""
 
     def __init__(self, path: str, device, temperature: float = 1.0, max_new_tokens: int = 24):
-        from spiral.actor import HFActor
-        from spiral.models import load_model, load_tokenizer
-        from spiral.selfplay import Prompter
+        from spiral.models.loading import load_model, load_tokenizer
+        from spiral.rollout.actor import HFActor
+        from spiral.rollout.selfplay import Prompter
 
         self.name = f"checkpoint:{path}"
         tokenizer = load_tokenizer(path)
@@ -61,7 +61,7 @@ def named_opponent(name: str, device=None, max_new_tokens: int = 24):
         path = name.split(":", 1)[1]
         return ModelOpponent(path, device or "cpu", max_new_tokens=max_new_tokens)
     if name.startswith("openai:"):
-        from spiral.evaluate.openai_opponent import OpenAIOpponent
+        from spiral.rollout.openai_opponent import OpenAIOpponent
 
         return OpenAIOpponent(name.split(":", 1)[1])
     return PerGameOpponent(name)

@@ -14,7 +14,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def resolve_path(name_or_path: str) -> str:
     """'embedded' -> the cached embedded model (built on first use); anything else as given."""
     if name_or_path == "embedded":
-        from spiral.tiny_model import embedded_model_path
+        from spiral.models.tiny import embedded_model_path
 
         return str(embedded_model_path())
     return name_or_path
