@@ -11,6 +11,7 @@ is reported as skipped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -21,7 +22,7 @@ import torch
 
 from spiral.config import ActorConfig, AlgoConfig, LearnerConfig
 from spiral.distributed import Dist, setup
-from spiral.learning.learner import TorchLearner
+from spiral.learning.learner import make_learner
 from spiral.records import Sample
 from spiral.rollout.actor import HFActor
 
@@ -81,13 +82,12 @@ def main() -> None:
     trained = sum(s.length for s in samples)
     learner_cfg = LearnerConfig(lr=1e-6, micro_batch_tokens=16384, zero_stage=2)
     common = dict(pad_id=PAD, temperature=1.0, norm_tokens=args.new_tokens)
-    learners = {"learner_torch": lambda: TorchLearner(qwen3_06b().cuda(), learner_cfg,
+    learners = {"learner_torch": lambda: make_learner(qwen3_06b().cuda(), learner_cfg,
                                                        AlgoConfig(), **common)}
     if importlib.util.find_spec("deepspeed") is not None:
-        from spiral.learning.deepspeed_engine import DeepSpeedLearner
-
-        learners["learner_deepspeed_zero2"] = lambda: DeepSpeedLearner(
-            qwen3_06b().cuda(), learner_cfg, AlgoConfig(), dist=Dist(), bf16=True, **common)
+        ds_cfg = dataclasses.replace(learner_cfg, backend="deepspeed")
+        learners["learner_deepspeed_zero2"] = lambda: make_learner(
+            qwen3_06b().cuda(), ds_cfg, AlgoConfig(), dist=Dist(), bf16=True, **common)
     else:
         results["learner_deepspeed_zero2"] = "skipped: deepspeed not installed"
     for name, make in learners.items():

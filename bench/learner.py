@@ -26,7 +26,8 @@ import torch
 
 from spiral.config import ActorConfig, AlgoConfig, EnvConfig, LearnerConfig, ModelConfig
 from spiral.learning.advantages import RoleBaselines, role_conditioned_advantages
-from spiral.learning.learner import TorchLearner, micro_batches, old_logprobs_in_same_pass
+from spiral.learning.learner import make_learner
+from spiral.learning.ppo import micro_batches, old_logprobs_in_same_pass
 from spiral.models import prefix
 from spiral.models.loading import load_model, load_tokenizer, resolve_path
 from spiral.models.prefix import shared_prefix_length
@@ -80,7 +81,7 @@ def main() -> None:
     games = 32 if args.quick else 64
     model, tokenizer, samples = samples_from_selfplay(games, ("KuhnPoker-v1", "TicTacToe-v1"))
     cfg = LearnerConfig(lr=1e-4)
-    learner = TorchLearner(model, cfg, AlgoConfig(), pad_id=tokenizer.pad_token_id,
+    learner = make_learner(model, cfg, AlgoConfig(), pad_id=tokenizer.pad_token_id,
                            temperature=1.0, norm_tokens=24)
     learner.update(samples[:8])  # warm-up
     seconds = timed_update(learner, samples)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import importlib.util
 import json
 import os
@@ -37,7 +38,7 @@ import torch  # noqa: E402
 from spiral.config import ActorConfig, AlgoConfig, EnvConfig, LearnerConfig, ModelConfig  # noqa: E402
 from spiral.distributed import Dist, setup  # noqa: E402
 from spiral.learning.advantages import RoleBaselines, role_conditioned_advantages  # noqa: E402
-from spiral.learning.learner import TorchLearner  # noqa: E402
+from spiral.learning.learner import make_learner  # noqa: E402
 from spiral.models.loading import load_model, load_tokenizer, resolve_path  # noqa: E402
 from spiral.rollout.actor import HFActor  # noqa: E402
 from spiral.rollout.selfplay import Prompter, play  # noqa: E402
@@ -75,14 +76,13 @@ def actors(path, model, tokenizer, cfg: ActorConfig, dtype: str):
 
 def learners(model, tokenizer, cfg: LearnerConfig, bf16: bool):
     common = dict(pad_id=tokenizer.pad_token_id, temperature=1.0, norm_tokens=24)
-    yield "torch", TorchLearner(copy.deepcopy(model), cfg, AlgoConfig(), **common)
+    yield "torch", make_learner(copy.deepcopy(model), cfg, AlgoConfig(), **common)
     if importlib.util.find_spec("deepspeed") is None:
         print("learner=deepspeed skipped: deepspeed is not installed")
         return
-    from spiral.learning.deepspeed_engine import DeepSpeedLearner
-
-    yield f"deepspeed-zero{cfg.zero_stage}", DeepSpeedLearner(
-        copy.deepcopy(model), cfg, AlgoConfig(), dist=Dist(), bf16=bf16, **common)
+    yield f"deepspeed-zero{cfg.zero_stage}", make_learner(
+        copy.deepcopy(model), dataclasses.replace(cfg, backend="deepspeed"), AlgoConfig(),
+        dist=Dist(), bf16=bf16, **common)
 
 
 def step_seconds(games: int, processes: int, model: str, steps: int = 4) -> float:

@@ -32,8 +32,8 @@ from envs.opponents import best_cells
 from envs.tictactoe import ACTIONS
 from spiral.config import ModelConfig
 from spiral.evaluate import tictactoe_metrics as ttt
-from spiral.learning.learner import pad_batch
 from spiral.models.loading import load_model, load_tokenizer, resolve_path
+from spiral.models.logprobs import pad_batch
 from spiral.models.tiny import TinySpec, encode_examples, new_model, response_text
 from spiral.rollout.selfplay import Prompter
 

@@ -8,8 +8,8 @@ import torch
 
 import envs
 from spiral.config import ActorConfig, ModelConfig
-from spiral.learning.learner import response_logprobs
 from spiral.models.loading import load_model, load_tokenizer
+from spiral.models.logprobs import response_logprobs
 from spiral.models.prefix import shared_prefix_length
 from spiral.models.tiny import SHIPPED
 from spiral.records import Sample

@@ -38,13 +38,14 @@ def test_ds_config_drives_zero_bf16_and_unmanaged_accumulation():
 
 
 def _learner(stage: int, dist: Dist, bf16: bool = False, model=None):
-    from spiral.learning.deepspeed_engine import DeepSpeedLearner
+    from spiral.learning.learner import make_learner
 
     model = tiny_lm() if model is None else model
     if bf16:
         model = model.to(torch.bfloat16)
-    return DeepSpeedLearner(model, replace(LEARNER, zero_stage=stage), AlgoConfig(), pad_id=0,
-                            temperature=1.0, norm_tokens=8, dist=dist, bf16=bf16, seed=0)
+    return make_learner(model, replace(LEARNER, backend="deepspeed", zero_stage=stage),
+                        AlgoConfig(), pad_id=0, temperature=1.0, norm_tokens=8, dist=dist,
+                        bf16=bf16, seed=0)
 
 
 def _numpy(weights):

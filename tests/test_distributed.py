@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from spiral.config import AlgoConfig, EnvConfig, LearnerConfig
 from spiral.distributed import Dist, from_env, role_returns, shard_range, shared_advantages
 from spiral.learning.advantages import RoleBaselines, role_conditioned_advantages
-from spiral.learning.learner import TorchLearner
+from spiral.learning.learner import make_learner
 from spiral.learning.ppo import plan
 from spiral.records import Episode, Sample, Turn
 
@@ -53,7 +53,7 @@ def synthetic_episodes(n: int = 9) -> list[Episode]:
 
 
 def torch_learner(model):
-    return TorchLearner(model, LEARNER, AlgoConfig(), pad_id=0, temperature=1.0, norm_tokens=8)
+    return make_learner(model, LEARNER, AlgoConfig(), pad_id=0, temperature=1.0, norm_tokens=8)
 
 
 def free_port() -> int:
@@ -125,12 +125,11 @@ def _rank(rank: int, world: int, port: int, queue) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.distributed.init_process_group("gloo")
-    from spiral.learning.ppo import DDPLearner
-
     dist = Dist(rank, world, rank)
     samples = synthetic_samples()
     lo, hi = shard_range(len(samples), rank, world)
-    learner = DDPLearner(torch_learner(tiny_lm()), dist)
+    learner = make_learner(tiny_lm(), LEARNER, AlgoConfig(), pad_id=0, temperature=1.0,
+                           norm_tokens=8, dist=dist)
     updates = []
     for _ in range(2):
         stats = learner.update(samples[lo:hi])

@@ -33,8 +33,8 @@ from spiral.evaluate.games import (
 )
 from spiral.evaluate.math_eval import evaluate_math
 from spiral.evaluate.report import markdown
-from spiral.learning.learner import pad_batch, response_logprobs
 from spiral.models.loading import load_model, load_tokenizer
+from spiral.models.logprobs import pad_batch, response_logprobs
 from spiral.models.tiny import response_text
 from spiral.records import Sample
 from spiral.rollout.actor import Generation, HFActor

@@ -8,20 +8,17 @@ import pytest
 import torch
 
 from spiral.config import AlgoConfig, LearnerConfig
-from spiral.learning.learner import (
-    TorchLearner,
-    micro_batches,
-    old_logprobs_in_same_pass,
-    response_logprobs,
-)
+from spiral.learning.learner import PPOLearner, make_learner
+from spiral.learning.ppo import micro_batches, old_logprobs_in_same_pass
 from spiral.models import prefix as prefix_module
+from spiral.models.logprobs import response_logprobs
 from spiral.models.prefix import shared_prefix_length
 from spiral.records import Sample
 from tests.test_distributed import synthetic_samples, tiny_lm
 
 
-def learner(model, algo=None, **cfg) -> TorchLearner:
-    return TorchLearner(model, LearnerConfig(lr=1e-2, micro_batch_tokens=24, **cfg),
+def learner(model, algo=None, **cfg) -> PPOLearner:
+    return make_learner(model, LearnerConfig(lr=1e-2, micro_batch_tokens=24, **cfg),
                         algo or AlgoConfig(),
                         pad_id=0, temperature=1.0, norm_tokens=5)
 

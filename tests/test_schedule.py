@@ -22,10 +22,10 @@ def test_learner_uses_the_scheduled_weight():
     import torch
 
     from spiral.config import LearnerConfig
-    from spiral.learning.learner import TorchLearner
+    from spiral.learning.learner import make_learner
 
     model = torch.nn.Linear(2, 2)
-    learner = TorchLearner(model, LearnerConfig(), AlgoConfig(kl_beta=1.0), pad_id=0,
+    learner = make_learner(model, LearnerConfig(), AlgoConfig(kl_beta=1.0), pad_id=0,
                            temperature=1.0, norm_tokens=4)
     learner.set_kl_beta(0.25)
     assert learner.algo.kl_beta == 0.25 and learner.reference is not None

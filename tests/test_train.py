@@ -145,10 +145,10 @@ def test_progress_bar_shows_the_mean_win_rate_over_games():
 
 def test_learning_rate_schedule_reaches_the_optimizer_across_a_resume(tmp_path):
     from spiral.config import LearnerConfig
-    from spiral.learning.learner import TorchLearner
+    from spiral.learning.learner import PPOLearner
 
     applied = []
-    original = TorchLearner.update
+    original = PPOLearner.update
 
     def update(self, samples):
         applied.append(self.optimizer.param_groups[0]["lr"])
@@ -157,7 +157,7 @@ def test_learning_rate_schedule_reaches_the_optimizer_across_a_resume(tmp_path):
     learner = LearnerConfig(lr=1e-3, lr_final=1e-4, lr_decay_steps=2)
     cfg = small(tmp_path, eval=EvalConfig(every=0), learner=learner)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(TorchLearner, "update", update)
+        patch.setattr(PPOLearner, "update", update)
         train(dataclasses.replace(cfg, steps=2))
         train(cfg)  # resumes from step 2's checkpoint, whose optimizer holds lr 5.5e-4
     want = [learner.lr_at(step) for step in (1, 2, 3)]

@@ -168,7 +168,7 @@ def main(model_dir: str, device: str) -> dict:
     from spiral.config import ActorConfig, AlgoConfig, EnvConfig, LearnerConfig, ModelConfig
     from spiral.distributed import setup
     from spiral.learning.advantages import RoleBaselines, role_conditioned_advantages
-    from spiral.learning.learner import TorchLearner
+    from spiral.learning.learner import make_learner
     from spiral.models.loading import load_model, load_tokenizer
     from spiral.rollout.selfplay import Prompter, play
     from spiral.rollout.vllm_actor import VLLMActor, model_logprobs
@@ -176,7 +176,7 @@ def main(model_dir: str, device: str) -> dict:
     setup(device, need_group=True)
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, ModelConfig(), torch.device(device))
-    learner = TorchLearner(model, LearnerConfig(lr=1e-2), AlgoConfig(), temperature=1.0,
+    learner = make_learner(model, LearnerConfig(lr=1e-2), AlgoConfig(), temperature=1.0,
                            pad_id=tokenizer.pad_token_id, norm_tokens=12)
     score = model_logprobs(learner.model, tokenizer.pad_token_id, 1.0)
     actor = VLLMActor(model_dir, tokenizer, ActorConfig(backend="vllm", max_new_tokens=12),

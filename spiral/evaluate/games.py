@@ -19,7 +19,7 @@ from envs.exploitability import kuhn_exploitability
 from envs.kuhn import INFOSTATES, infostate_game
 from envs.opponents import make_opponent
 from spiral.config import EnvConfig
-from spiral.learning.learner import response_logprobs
+from spiral.models.logprobs import response_logprobs
 from spiral.records import Episode, Sample
 from spiral.rollout.actor import Actor
 from spiral.rollout.opponents import named_opponent

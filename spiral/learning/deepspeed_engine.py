@@ -1,9 +1,9 @@
-"""The DeepSpeed learner (``learner=deepspeed``): ZeRO stage 1-3, bf16, data-parallel PPO.
+"""The DeepSpeed engine (``learner.backend=deepspeed``): ZeRO stage 0-3, bf16, data-parallel.
 
-The PPO loop is ``spiral.learning.ppo.ParallelPPO`` (the same update as the torch learner, summed
-over ranks); this module supplies the engine. Choices:
+The PPO loop is ``spiral.learning.ppo.PPO`` (the same update as the torch engine, summed over
+ranks); this module supplies the engine. Choices:
 
-- the optimizer is torch's AdamW handed to DeepSpeed, so the update is the torch learner's;
+- the optimizer is torch's AdamW handed to DeepSpeed, so the update is the torch engine's;
   ``managed_gradient_accumulation=false`` lets our micro-batch count vary per minibatch: each
   ``step()`` is the accumulation boundary;
 - ``model.dtype=bfloat16`` turns on DeepSpeed's bf16 mode (bf16 weights and activations, fp32
@@ -19,23 +19,20 @@ over ranks); this module supplies the engine. Choices:
 from __future__ import annotations
 
 import contextlib
-import copy
-import dataclasses
-import random
 
 import torch
 
-from spiral.config import AlgoConfig, LearnerConfig
+from spiral.config import LearnerConfig
 from spiral.distributed import Dist
-from spiral.learning.ppo import LogprobModel, ParallelPPO, dummy_group
-from spiral.models import checkpoint
-from spiral.records import Sample
+from spiral.learning.engines import adamw
+from spiral.learning.ppo import dummy_group
+from spiral.models.logprobs import LogprobModel
 
 MOMENTS = ("exp_avg", "exp_avg_sq")
 
 
 def ds_config(cfg: LearnerConfig, bf16: bool, cuda: bool) -> dict:
-    """The DeepSpeed config of a learner config (batching is driven by ``ParallelPPO``)."""
+    """The DeepSpeed config of a learner config (batching is driven by ``PPO``)."""
     if cfg.zero_stage not in (0, 1, 2, 3):
         raise ValueError(f"learner.zero_stage={cfg.zero_stage} is not one of 0, 1, 2, 3")
     return {
@@ -53,17 +50,21 @@ def ds_config(cfg: LearnerConfig, bf16: bool, cuda: bool) -> dict:
 
 
 class DeepSpeedEngine:
-    """``GradEngine`` over a DeepSpeed engine wrapping ``LogprobModel``."""
+    """``Engine`` over a DeepSpeed engine wrapping ``LogprobModel``."""
 
-    def __init__(self, module: LogprobModel, optimizer, config: dict, dist: Dist):
+    def __init__(self, model, cfg: LearnerConfig, dist: Dist, *, pad_id: int,
+                 temperature: float, bf16: bool = False):
         import deepspeed
 
         self.dist = dist
+        config = ds_config(cfg, bf16, cuda=next(model.parameters()).is_cuda)
         self.engine, self.ds_optimizer, _, _ = deepspeed.initialize(
-            model=module, optimizer=optimizer, config=config
+            model=LogprobModel(model, pad_id, temperature), optimizer=adamw(model, cfg),
+            config=config,
         )
         self.module: LogprobModel = self.engine.module
         self.stage = config["zero_optimization"]["stage"]
+        self.optimizer = FullOptimizerState(self, bf16)
 
     def forward(self, group):
         return self.engine(group)
@@ -80,12 +81,31 @@ class DeepSpeedEngine:
         norm = self.engine.get_global_grad_norm()
         return float(norm) if norm is not None else 0.0
 
+    def set_lr(self, lr: float) -> None:
+        """The learning rate for the next updates (the AdamW that DeepSpeed steps)."""
+        for group in self.optimizer.base.param_groups:
+            group["lr"] = lr
+
     def gathered(self, params: list[torch.nn.Parameter]):
         """Full tensors of ``params`` inside the block (a collective under ZeRO-3)."""
         import deepspeed
 
         return deepspeed.zero.GatheredParameters(params, modifier_rank=None,
                                                  enabled=self.stage == 3)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Full weights in HF names (a collective under ZeRO-3)."""
+        model = self.module.model
+        with self.gathered(list(model.parameters())):
+            state = model.state_dict()
+            if self.stage == 3:
+                return {k: v.detach().clone() for k, v in state.items()}
+            return {k: v.detach() for k, v in state.items()}
+
+    def checkpoint_view(self):
+        """Every rank gathers the optimizer state and the weights (collectives)."""
+        optimizer_state = self.optimizer.state_dict()
+        return _WithWeights(self.module.model, self.weights()), _Fixed(optimizer_state)
 
 
 class FullOptimizerState:
@@ -175,81 +195,3 @@ class _WithWeights:
 
     def save_pretrained(self, path, **kwargs) -> None:
         self.model.save_pretrained(path, state_dict=self.weights, **kwargs)
-
-
-class DeepSpeedLearner:
-    """The learner interface of ``TorchLearner`` (update, weights, model, optimizer, rng,
-    save_checkpoint) on DeepSpeed ZeRO."""
-
-    def __init__(self, model, cfg: LearnerConfig, algo: AlgoConfig, *, pad_id: int,
-                 temperature: float, norm_tokens: int, dist: Dist, bf16: bool = False,
-                 seed: int = 0):
-        self.cfg, self.dist = cfg, dist
-        self.rng = random.Random(seed)
-        cuda = next(model.parameters()).is_cuda
-        reference = None
-        if algo.kl_beta > 0.0:
-            if cfg.zero_stage == 3:
-                raise ValueError("algo.kl_beta > 0 needs a full reference copy; use "
-                                 "learner.zero_stage <= 2 with DeepSpeed")
-            frozen = copy.deepcopy(model).eval().requires_grad_(False)
-            reference = LogprobModel(frozen, pad_id, temperature)
-        self.frozen = reference.model if reference is not None else None
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas,
-                                      weight_decay=cfg.weight_decay)
-        module = LogprobModel(model, pad_id, temperature)
-        self.engine = DeepSpeedEngine(module, optimizer, ds_config(cfg, bf16, cuda), dist)
-        self.optimizer = FullOptimizerState(self.engine, bf16)
-        self.ppo = ParallelPPO(
-            self.engine, algo, dist, epochs=cfg.epochs, minibatches=cfg.minibatches,
-            micro_batch_tokens=cfg.micro_batch_tokens, pad_id=pad_id, norm_tokens=norm_tokens,
-            reference=reference,
-        )
-
-    @property
-    def model(self):
-        """The HF model (under ZeRO-3 its forward gathers weights: call it on every rank)."""
-        return self.engine.module.model
-
-    def weights(self) -> dict[str, torch.Tensor]:
-        """Full weights in HF names (a collective under ZeRO-3)."""
-        with self.engine.gathered(list(self.model.parameters())):
-            state = self.model.state_dict()
-            if self.engine.stage == 3:
-                return {k: v.detach().clone() for k, v in state.items()}
-            return {k: v.detach() for k, v in state.items()}
-
-    def update(self, samples: list[Sample]) -> dict[str, float]:
-        local_rng = random.Random(f"{self.rng.getrandbits(64)}/{self.dist.rank}")
-        return self.ppo.update(samples, local_rng)
-
-    def save_checkpoint(self, run_dir, step: int, tokenizer, state: dict, keep: int):
-        """Every rank gathers; rank 0 writes spiral's checkpoint layout."""
-        optimizer_state = self.optimizer.state_dict()
-        weights = self.weights()
-        if not self.dist.is_main:
-            return None
-        extra = {"reference": self.frozen.state_dict()} if self.frozen is not None else None
-        return checkpoint.save(run_dir, step, _WithWeights(self.model, weights), tokenizer,
-                               _Fixed(optimizer_state), state, keep=keep, extra=extra)
-
-    def load_extra_state(self, path) -> None:
-        """Restore the KL reference saved with the checkpoint (it is not the resumed policy)."""
-        if self.frozen is not None:
-            saved = checkpoint.load_extra(path, "reference")
-            if saved is None:
-                raise FileNotFoundError(f"{path} has no reference.safetensors (kl_beta > 0)")
-            self.frozen.load_state_dict(saved)
-
-    def set_lr(self, lr: float) -> None:
-        """The learning rate for the next updates (the AdamW that DeepSpeed steps)."""
-        for group in self.optimizer.base.param_groups:
-            group["lr"] = lr
-
-    def set_kl_beta(self, beta: float) -> None:
-        self.ppo.algo = dataclasses.replace(self.ppo.algo, kl_beta=beta)
-
-    def refresh_reference(self) -> None:
-        """Move the KL anchor to the current policy (ZeRO <= 2 holds full weights)."""
-        if self.frozen is not None:
-            self.frozen.load_state_dict(self.weights())

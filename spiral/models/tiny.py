@@ -201,7 +201,7 @@ def format_pretrain(model, encoded, spec: TinySpec, log=print, device="cpu") -> 
     Batches take one game at a time (similar lengths, little padding); TicTacToe, whose legal
     moves are the hardest to read off the board, gets half of them.
     """
-    from spiral.learning.learner import pad_batch
+    from spiral.models.logprobs import pad_batch
 
     rng = random.Random(spec.seed)
     n = spec.sft_examples

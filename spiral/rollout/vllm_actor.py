@@ -72,7 +72,7 @@ def retie_lm_head(model) -> bool:
 def model_logprobs(model, pad_id: int,
                    temperature: float) -> Callable[[list[Sample]], torch.Tensor]:
     """The learner's log-probs (B, R) of samples' responses, for ``VLLMActor(reference=...)``."""
-    from spiral.learning.learner import response_logprobs
+    from spiral.models.logprobs import response_logprobs
 
     @torch.no_grad()
     def score(samples: list[Sample]) -> torch.Tensor:

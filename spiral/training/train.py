@@ -30,11 +30,11 @@ from spiral.evaluate.games import (
 )
 from spiral.evaluate.math_eval import evaluate_math
 from spiral.learning.advantages import RoleBaselines
-from spiral.learning.learner import TorchLearner
+from spiral.learning.learner import Learner, make_learner
 from spiral.models import checkpoint
 from spiral.models.loading import load_model, load_tokenizer, pick_device, resolve_path
 from spiral.models.tiny import response_text
-from spiral.rollout.actor import HFActor
+from spiral.rollout.actor import Actor, HFActor
 from spiral.rollout.opponents import named_opponent
 from spiral.rollout.selfplay import Prompter, RolloutStats, play
 from spiral.training.rundir import Progress, RunDir, summarize
@@ -45,8 +45,8 @@ class Trainer:
     cfg: RunConfig
     run: RunDir
     tokenizer: object
-    learner: TorchLearner
-    actor: HFActor
+    learner: Learner
+    actor: Actor
     prompter: Prompter
     baselines: RoleBaselines
     opponent: object
@@ -85,21 +85,12 @@ def build(cfg: RunConfig) -> Trainer:
     return trainer
 
 
-def _learner(cfg: RunConfig, model, tokenizer, dist: distributed.Dist):
-    """torch (one process, or DDP under torchrun) or DeepSpeed ZeRO."""
-    common = dict(pad_id=tokenizer.pad_token_id, temperature=cfg.actor.temperature,
-                  norm_tokens=cfg.algo.norm_tokens or cfg.actor.max_new_tokens, seed=cfg.seed)
-    if cfg.learner.backend == "deepspeed":
-        from spiral.learning.deepspeed_engine import DeepSpeedLearner
-
-        return DeepSpeedLearner(model, cfg.learner, cfg.algo, dist=dist,
-                                bf16=cfg.model.dtype == "bfloat16", **common)
-    learner = TorchLearner(model, cfg.learner, cfg.algo, **common)
-    if dist.world_size == 1:
-        return learner
-    from spiral.learning.ppo import DDPLearner
-
-    return DDPLearner(learner, dist)
+def _learner(cfg: RunConfig, model, tokenizer, dist: distributed.Dist) -> Learner:
+    """One PPO loop over torch (one process, or DDP under torchrun) or DeepSpeed ZeRO."""
+    return make_learner(model, cfg.learner, cfg.algo, pad_id=tokenizer.pad_token_id,
+                        temperature=cfg.actor.temperature,
+                        norm_tokens=cfg.algo.norm_tokens or cfg.actor.max_new_tokens,
+                        dist=dist, bf16=cfg.model.dtype == "bfloat16", seed=cfg.seed)
 
 
 def _actor(cfg: RunConfig, base: str, hf_copy, tokenizer, learner, dist: distributed.Dist):

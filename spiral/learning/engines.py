@@ -1,0 +1,89 @@
+"""Engines: forward, backward and optimizer step of one rank, under the one PPO loop.
+
+``spiral.learning.ppo.PPO`` drives an engine; ``spiral.learning.learner.PPOLearner`` adds the
+rest of a learner (weights for the actor, schedules, the KL reference, checkpoints). Engines:
+
+- ``TorchEngine``: torch AdamW on one process (CPU or one GPU) or, under torchrun, torch
+  DistributedDataParallel (gradients all-reduced once per optimizer step);
+- ``spiral.learning.deepspeed_engine.DeepSpeedEngine``: DeepSpeed ZeRO stage 0-3, bf16.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Protocol
+
+import torch
+
+from spiral.config import LearnerConfig
+from spiral.distributed import Dist
+from spiral.models.logprobs import LogprobModel
+from spiral.records import Sample
+
+
+class Engine(Protocol):
+    """Forward/backward/step of one data-parallel rank, and what a learner needs besides."""
+
+    module: LogprobModel  # the unwrapped model behind the forward
+    optimizer: Any  # state_dict() / load_state_dict() in torch AdamW layout (checkpoints)
+
+    def forward(self, group: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def backward(self, loss: torch.Tensor, last: bool) -> None: ...
+
+    def step(self) -> float: ...  # optimizer step; returns the global gradient norm
+
+    def sync_context(self, last: bool): ...  # wraps forward + backward of one micro-batch
+
+    def set_lr(self, lr: float) -> None: ...
+
+    def weights(self) -> dict[str, torch.Tensor]: ...  # full HF weights (a collective)
+
+    def checkpoint_view(self) -> tuple[Any, Any]: ...  # (model, optimizer) to save; collective
+
+
+def adamw(model, cfg: LearnerConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas,
+                             weight_decay=cfg.weight_decay)
+
+
+class TorchEngine:
+    """torch AdamW; DistributedDataParallel around ``LogprobModel`` when the world is larger
+    than one. The gradient sync runs once per optimizer step (``no_sync`` on every micro-batch
+    but the last) and sums over ranks."""
+
+    def __init__(self, model, cfg: LearnerConfig, dist: Dist, *, pad_id: int,
+                 temperature: float):
+        self.module = LogprobModel(model, pad_id, temperature)
+        self.optimizer = adamw(model, cfg)
+        self.grad_clip, self.dist = cfg.grad_clip, dist
+        self.ddp = None
+        if dist.world_size > 1:
+            device_ids = [dist.local_rank] if next(model.parameters()).is_cuda else None
+            self.ddp = torch.nn.parallel.DistributedDataParallel(self.module,
+                                                                 device_ids=device_ids)
+
+    def forward(self, group):
+        return (self.ddp or self.module)(group)
+
+    def sync_context(self, last: bool):
+        return self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor, last: bool) -> None:
+        (loss * self.dist.world_size).backward()  # DDP averages; the global loss is a sum
+
+    def step(self) -> float:
+        norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return self.module.model.state_dict()
+
+    def checkpoint_view(self):
+        return self.module.model, self.optimizer
