@@ -31,8 +31,9 @@ from spiral.learning.ppo import micro_batches, old_logprobs_in_same_pass
 from spiral.models import prefix
 from spiral.models.loading import load_model, load_tokenizer, resolve_path
 from spiral.models.prefix import shared_prefix_length
+from spiral.models.prompting import Prompter
 from spiral.rollout.actor import HFActor
-from spiral.rollout.selfplay import Prompter, play
+from spiral.rollout.selfplay import play
 
 sys.path.append(str(Path(__file__).parent))
 from common import record, table  # noqa: E402

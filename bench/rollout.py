@@ -25,8 +25,9 @@ import torch
 
 from spiral.config import ActorConfig, EnvConfig, ModelConfig
 from spiral.models.loading import load_model, load_tokenizer, resolve_path
+from spiral.models.prompting import Prompter
 from spiral.rollout.actor import HFActor
-from spiral.rollout.selfplay import Prompter, RolloutStats, play
+from spiral.rollout.selfplay import RolloutStats, play
 
 sys.path.append(str(Path(__file__).parent))
 from common import record, table  # noqa: E402

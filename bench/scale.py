@@ -35,13 +35,21 @@ HERE = Path(__file__).resolve().parent
 
 import torch  # noqa: E402
 
-from spiral.config import ActorConfig, AlgoConfig, EnvConfig, LearnerConfig, ModelConfig  # noqa: E402
+from spiral.config import (  # noqa: E402
+    ActorConfig,
+    AlgoConfig,
+    DeepSpeedConfig,
+    EnvConfig,
+    LearnerConfig,
+    ModelConfig,
+)
 from spiral.distributed import Dist, setup  # noqa: E402
 from spiral.learning.advantages import RoleBaselines, role_conditioned_advantages  # noqa: E402
 from spiral.learning.learner import make_learner  # noqa: E402
 from spiral.models.loading import load_model, load_tokenizer, resolve_path  # noqa: E402
+from spiral.models.prompting import Prompter  # noqa: E402
 from spiral.rollout.actor import HFActor  # noqa: E402
-from spiral.rollout.selfplay import Prompter, play  # noqa: E402
+from spiral.rollout.selfplay import play  # noqa: E402
 
 sys.path.append(str(HERE))
 from common import record, table  # noqa: E402
@@ -80,7 +88,7 @@ def learners(model, tokenizer, cfg: LearnerConfig, bf16: bool):
     if importlib.util.find_spec("deepspeed") is None:
         print("learner=deepspeed skipped: deepspeed is not installed")
         return
-    yield f"deepspeed-zero{cfg.zero_stage}", make_learner(
+    yield f"deepspeed-zero{cfg.deepspeed.zero_stage}", make_learner(
         copy.deepcopy(model), dataclasses.replace(cfg, backend="deepspeed"), AlgoConfig(),
         dist=Dist(), bf16=bf16, **common)
 
@@ -151,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         samples = samples or role_conditioned_advantages(episodes, RoleBaselines(),
                                                          drop_zero=False)
         rows.append(("actor", name, seconds, tokens / seconds))
-    cfg = LearnerConfig(zero_stage=args.stage, device=args.device)
+    cfg = LearnerConfig(device=args.device, deepspeed=DeepSpeedConfig(zero_stage=args.stage))
     for name, learner in learners(model, tokenizer, cfg, args.dtype == "bfloat16"):
         seconds, tokens = time_update(learner, samples)
         rows.append(("learner", name, seconds, tokens / seconds))

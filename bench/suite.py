@@ -30,7 +30,6 @@ FULL = [
     ("learner", []),
     ("scale", []),
     ("learn_kuhn", ["--minutes", "15"]),
-    ("tictactoe_capacity", []),
 ]
 QUICK = [
     ("env_speed", ["--quick"]),
@@ -38,7 +37,6 @@ QUICK = [
     ("learner", ["--quick"]),
     ("scale", ["--quick", "--no-scaling"]),
     ("learn_kuhn", ["--minutes", "0.5"]),
-    ("tictactoe_capacity", ["--quick"]),
 ]
 
 

@@ -7,8 +7,10 @@
 """
 
 from envs.core import (
+    ExactMetrics,
     Game,
     GameSpec,
+    OpenEndedGame,
     list_games,
     make,
     match_action,
@@ -18,8 +20,12 @@ from envs.core import (
 )
 
 __all__ = [
+    "ExactMetrics",
     "Game",
+    "GameCheckError",
     "GameSpec",
+    "OpenEndedGame",
+    "check_game",
     "list_games",
     "make",
     "match_action",
@@ -28,10 +34,27 @@ __all__ = [
     "spec",
 ]
 
+
+def __getattr__(name: str):
+    """``check_game`` and ``GameCheckError`` load on first use, so that ``python -m envs.check``
+    runs its module once."""
+    if name in ("check_game", "GameCheckError"):
+        from envs import check
+
+        return getattr(check, name)
+    raise AttributeError(f"module 'envs' has no attribute {name!r}")
+
+
 # Built-in games: our own implementations of the rules.
-register("KuhnPoker-v1", "envs.kuhn:KuhnPoker")
-register("TicTacToe-v1", "envs.tictactoe:TicTacToe")
-register("SimpleNegotiation-v1", "envs.negotiation:SimpleNegotiation", max_turns=10)
+# Each registration carries what training and evaluation need to know about the game.
+register("KuhnPoker-v1", "envs.kuhn:KuhnPoker", answer="envs.kuhn:answer_text",
+         opponents={"optimal": "envs.exploitability:KuhnEquilibriumOpponent"},
+         exact="envs.exploitability:EXACT")
+register("TicTacToe-v1", "envs.tictactoe:TicTacToe",
+         opponents={"optimal": "envs.tictactoe_solver:TicTacToeMinimaxOpponent"},
+         exact="envs.tictactoe_solver:EXACT")
+register("SimpleNegotiation-v1", "envs.negotiation:SimpleNegotiation", max_turns=10,
+         opponents={"optimal": "envs.negotiation:RuleBasedNegotiator"})
 
 # Adapters: any open_spiel / textarena two-player game as "openspiel/<name>", "textarena/<id>".
 from envs import openspiel_game, textarena_game  # noqa: E402  (registration order matters)

@@ -54,21 +54,82 @@ class Game(Protocol):
         """Full-state debug view, never shown to a policy."""
 
 
+@runtime_checkable
+class OpenEndedGame(Game, Protocol):
+    """A game whose moves are free text (``legal_actions()`` returns ``None``) also draws a
+    random well-formed move, so that the ``random`` opponent and ``check_game`` can play it."""
+
+    def sample_action(self, rng) -> str:
+        """A random well-formed move of the current player, from ``rng`` only."""
+
+
 # --------------------------------------------------------------------------- registry
+
+
+Policy = dict[str, dict[str, float]]  # decision-point key -> canonical action -> probability
+
+
+@dataclass(frozen=True)
+class ExactMetrics:
+    """Exact metrics of a policy, computed over every decision point of a game (no noise).
+
+    ``positions()`` maps a key to a fresh match positioned at that decision point (the policy
+    is read there: from answer log-probs or sampled answers); ``compute(policy)`` returns named
+    values (``"exploitability"``; reported as ``eval/<game id>/<name>``). ``headline`` names
+    the value the progress bar shows, under the label ``label``.
+    """
+
+    positions: Callable[[], dict[str, Game]]
+    compute: Callable[[Policy], dict[str, float]]
+    headline: str
+    label: str
+
+
+def boxed_answer(move: str, game: Game) -> str:
+    """The canonical answer for ``move``: just the boxed move."""
+    return f"\\boxed{{{move}}}"
+
+
+Ref = str | Callable[..., Any]  # "module:attr", imported on first use, or the object itself
 
 
 @dataclass(frozen=True)
 class GameSpec:
-    """A registered game: how to build it and the rollout's turn limit for it."""
+    """A registered game: how to build it, the rollout's turn limit, and what training and
+    evaluation need to know about it.
+
+    - ``opponents``: fixed opponents by name (``"optimal"``: its reference/optimal player),
+      each a zero-argument factory of an agent with ``act(game, rng) -> str``; ``random`` plays
+      every game and needs no entry;
+    - ``exact``: its ``ExactMetrics`` (Kuhn exploitability, TicTacToe's loss vs perfect play);
+    - ``answer``: ``answer(move, game) -> str``, the canonical answer text for ``move`` in
+      ``game``'s state (pretraining data of the embedded model; the log-prob policy reader).
+    """
 
     id: str
-    entry_point: str | Callable[..., Game]
+    entry_point: Ref
     kwargs: dict[str, Any] = field(default_factory=dict)
     max_turns: int | None = None
+    opponents: dict[str, Ref] = field(default_factory=dict)
+    exact: Ref | None = None
+    answer: Ref = boxed_answer
 
     def build(self, **overrides: Any) -> Game:
         factory = _load(self.entry_point)
         return factory(**{**self.kwargs, **overrides})
+
+    def opponent(self, name: str):
+        """A new agent of fixed opponent ``name`` (not ``random``); unknown names raise."""
+        if name not in self.opponents:
+            have = ", ".join(["random", *sorted(self.opponents)])
+            raise ValueError(f"no {name!r} opponent for {self.id!r}; it has: {have}")
+        return _load(self.opponents[name])()
+
+    def exact_metrics(self) -> ExactMetrics | None:
+        return None if self.exact is None else _load(self.exact)
+
+    def answer_text(self, move: str, game: Game) -> str:
+        return _load(self.answer)(move, game)
 
 
 _REGISTRY: dict[str, GameSpec] = {}
@@ -77,17 +138,29 @@ _NAMESPACES: dict[str, Callable[[str], GameSpec]] = {}
 
 def register(
     id: str,  # noqa: A002 - the name is part of the fixed interface
-    entry_point: str | Callable[..., Game],
+    entry_point: Ref,
     *,
     kwargs: dict[str, Any] | None = None,
     max_turns: int | None = None,
+    opponents: dict[str, Ref] | None = None,
+    exact: Ref | None = None,
+    answer: Ref | None = None,
 ) -> None:
-    """Register a game under ``id``; a duplicate id raises ``ValueError``."""
+    """Register a game under ``id``; a duplicate id raises ``ValueError``.
+
+    Strings are ``"module:attr"`` references, imported when first needed (see ``GameSpec``
+    for ``opponents``, ``exact`` and ``answer``)."""
     if id in _REGISTRY:
         raise ValueError(f"game id {id!r} is already registered")
     if isinstance(entry_point, str) and ":" not in entry_point:
         raise ValueError(f"entry_point must look like 'module:Class', got {entry_point!r}")
-    _REGISTRY[id] = GameSpec(id, entry_point, dict(kwargs or {}), max_turns)
+    named = {"exact": exact, "answer": answer} | {f"opponents[{k!r}]": v
+                                                    for k, v in (opponents or {}).items()}
+    for name, ref in named.items():
+        if isinstance(ref, str) and ":" not in ref:
+            raise ValueError(f"{name} must look like 'module:attr', got {ref!r}")
+    _REGISTRY[id] = GameSpec(id, entry_point, dict(kwargs or {}), max_turns,
+                             dict(opponents or {}), exact, answer or boxed_answer)
 
 
 def register_namespace(prefix: str, resolve: Callable[[str], GameSpec]) -> None:
@@ -117,10 +190,10 @@ def list_games() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _load(entry_point: str | Callable[..., Game]) -> Callable[..., Game]:
-    if callable(entry_point):
-        return entry_point
-    module_name, _, attr = entry_point.partition(":")
+def _load(ref: Ref) -> Any:
+    if not isinstance(ref, str):
+        return ref
+    module_name, _, attr = ref.partition(":")
     return getattr(importlib.import_module(module_name), attr)
 
 

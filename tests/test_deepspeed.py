@@ -21,20 +21,21 @@ from test_distributed import (  # noqa: E402  (helpers shared by the scale-out t
     torch_learner,
 )
 
-from spiral.config import AlgoConfig  # noqa: E402
+from spiral.config import AlgoConfig, DeepSpeedConfig  # noqa: E402
 from spiral.distributed import Dist, shard_range  # noqa: E402
 from spiral.learning.deepspeed_engine import ds_config  # noqa: E402
 from spiral.models import checkpoint  # noqa: E402
 
 
 def test_ds_config_drives_zero_bf16_and_unmanaged_accumulation():
-    config = ds_config(replace(LEARNER, zero_stage=3, grad_clip=0.5), bf16=True, cuda=False)
+    config = ds_config(replace(LEARNER, deepspeed=DeepSpeedConfig(zero_stage=3), grad_clip=0.5),
+                       bf16=True, cuda=False)
     assert config["zero_optimization"]["stage"] == 3
     assert config["bf16"] == {"enabled": True}
     assert config["gradient_clipping"] == 0.5
     assert config["managed_gradient_accumulation"] is False
     with pytest.raises(ValueError, match="zero_stage=4"):
-        ds_config(replace(LEARNER, zero_stage=4), bf16=False, cuda=False)
+        ds_config(replace(LEARNER, deepspeed=DeepSpeedConfig(zero_stage=4)), bf16=False, cuda=False)
 
 
 def _learner(stage: int, dist: Dist, bf16: bool = False, model=None):
@@ -43,9 +44,9 @@ def _learner(stage: int, dist: Dist, bf16: bool = False, model=None):
     model = tiny_lm() if model is None else model
     if bf16:
         model = model.to(torch.bfloat16)
-    return make_learner(model, replace(LEARNER, backend="deepspeed", zero_stage=stage),
-                        AlgoConfig(), pad_id=0, temperature=1.0, norm_tokens=8, dist=dist,
-                        bf16=bf16, seed=0)
+    cfg = replace(LEARNER, backend="deepspeed", deepspeed=DeepSpeedConfig(zero_stage=stage))
+    return make_learner(model, cfg, AlgoConfig(), pad_id=0, temperature=1.0, norm_tokens=8,
+                        dist=dist, bf16=bf16, seed=0)
 
 
 def _numpy(weights):

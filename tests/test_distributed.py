@@ -12,8 +12,13 @@ import torch
 import torch.multiprocessing as mp
 
 from spiral.config import AlgoConfig, EnvConfig, LearnerConfig
-from spiral.distributed import Dist, from_env, role_returns, shard_range, shared_advantages
-from spiral.learning.advantages import RoleBaselines, role_conditioned_advantages
+from spiral.distributed import Dist, from_env, shard_range
+from spiral.learning.advantages import (
+    RoleBaselines,
+    role_conditioned_advantages,
+    role_returns,
+    shared_advantages,
+)
 from spiral.learning.learner import make_learner
 from spiral.learning.ppo import plan
 from spiral.records import Episode, Sample, Turn

@@ -18,29 +18,25 @@ from pathlib import Path
 import pytest
 import torch
 
-from envs.exploitability import kuhn_exploitability
+import envs
+from envs import tictactoe_solver as ttt
+from envs.exploitability import infostate_positions, kuhn_exploitability
 from envs.kuhn import INFOSTATES, infostate_game
-from envs.opponents import best_cells
 from envs.tictactoe import ACTIONS
+from envs.tictactoe_solver import best_cells
 from spiral.config import ActorConfig, ConfigError, EnvConfig, ModelConfig
-from spiral.evaluate import runner
-from spiral.evaluate import tictactoe_metrics as ttt
-from spiral.evaluate.games import (
-    evaluate_opponents,
-    kuhn_policy_logprob,
-    kuhn_policy_sampled,
-    wilson_interval,
-)
+from spiral.evaluate import exact, runner
+from spiral.evaluate.games import evaluate_opponents, wilson_interval
 from spiral.evaluate.math_eval import evaluate_math
 from spiral.evaluate.report import markdown
 from spiral.models.loading import load_model, load_tokenizer
-from spiral.models.logprobs import pad_batch, response_logprobs
-from spiral.models.tiny import response_text
+from spiral.models.logprobs import continuation_logprobs, pad_batch, response_logprobs
+from spiral.models.prompting import Prompter
 from spiral.records import Sample
 from spiral.rollout.actor import Generation, HFActor
 from spiral.rollout.openai_opponent import OpenAIError, OpenAIOpponent
 from spiral.rollout.opponents import named_opponent
-from spiral.rollout.selfplay import Prompter, play
+from spiral.rollout.selfplay import play
 
 REPO = Path(__file__).resolve().parents[1]
 MATH_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "math"
@@ -181,24 +177,23 @@ def test_reachable_positions_and_perfect_play():
     with pytest.raises(ValueError):
         ttt.position_game("XX.......")  # O cannot have skipped a turn
     metrics = ttt.tictactoe_metrics(ttt.minimax_policy())
-    assert metrics["eval/TicTacToe-v1/optimal_move_share"] == 1.0
-    assert metrics["eval/TicTacToe-v1/vs_perfect/loss_rate"] == 0.0
-    assert metrics["eval/TicTacToe-v1/vs_perfect/draw_rate"] == pytest.approx(1.0)
+    assert metrics["optimal_move_share"] == 1.0
+    assert metrics["vs_perfect/loss_rate"] == 0.0
+    assert metrics["vs_perfect/draw_rate"] == pytest.approx(1.0)
 
 
 def test_exact_loss_rate_matches_simulated_play_against_the_optimal_opponent():
-    exact = ttt.tictactoe_metrics(uniform_policy())
+    metrics = ttt.tictactoe_metrics(uniform_policy())
     as_x = ttt.outcome_vs_perfect(uniform_policy(), 0)
     assert as_x["win"] == 0.0 and as_x["loss"] + as_x["draw"] == pytest.approx(1.0)
-    assert exact["eval/TicTacToe-v1/vs_perfect/loss_rate_as_x"] < exact[
-        "eval/TicTacToe-v1/vs_perfect/loss_rate_as_o"]  # moving first helps
+    assert metrics["vs_perfect/loss_rate_as_x"] < metrics["vs_perfect/loss_rate_as_o"]  # X first
     prompter = TextPrompter()
     n = 400
     episodes = play(ScriptedActor(prompter, random_legal_answer), prompter,
                     EnvConfig(games=("TicTacToe-v1",)), n, seed=11,
                     opponent=named_opponent("optimal"))
     lost = sum(ep.outcome(ep.model_players[0]) == "loss" for ep in episodes) / n
-    p = exact["eval/TicTacToe-v1/vs_perfect/loss_rate"]
+    p = metrics["vs_perfect/loss_rate"]
     assert abs(lost - p) < 4 * (p * (1 - p) / n) ** 0.5
 
 
@@ -241,7 +236,7 @@ def test_line_completions_and_tactics():
     after = ttt.tactics(uniform)
     assert after["take_win"] - before["take_win"] == pytest.approx((1 - 1 / 5) / with_wins)
     assert after["block"] == before["block"]
-    assert ttt.tictactoe_metrics(uniform)["eval/TicTacToe-v1/tactics/take_win"] == after["take_win"]
+    assert ttt.tictactoe_metrics(uniform)["tactics/take_win"] == after["take_win"]
 
 
 def test_tictactoe_logprob_policy_matches_the_learner_log_probs(micro):
@@ -249,14 +244,16 @@ def test_tictactoe_logprob_policy_matches_the_learner_log_probs(micro):
     model = load_model(str(micro), ModelConfig(), torch.device("cpu"))
     prompter = Prompter(tokenizer)
     boards = ttt.reachable_positions()[::450]
-    policy = ttt.policy_logprob(model, tokenizer, prompter, response_text, temperature=0.7,
-                                positions=boards, chunk=4)
+    answer_text = envs.spec("TicTacToe-v1").answer_text
+    positions = {b: ttt.position_game(b) for b in boards}
+    policy = exact.policy_logprob(model, tokenizer, prompter, positions, answer_text,
+                                  temperature=0.7, chunk=4)
     samples, index = [], []
     for board in boards:
         game = ttt.position_game(board)
         prompt = prompter(game.observe(game.current_player()))
         for move in game.legal_actions():
-            answer = tokenizer.encode(response_text(move, game), add_special_tokens=False)
+            answer = tokenizer.encode(answer_text(move, game), add_special_tokens=False)
             samples.append(Sample(prompt, answer + [tokenizer.eos_token_id], 0.0, []))
             index.append((board, move))
     with torch.no_grad():
@@ -281,8 +278,9 @@ def test_reported_exploitability_is_that_of_the_reported_policy(micro):
         cfg = config(games=("KuhnPoker-v1",), exact_policy=mode, exact_samples=4)
         metrics, details = runner.exact_game_metrics(model, tokenizer, actor, prompter, cfg)
         reported = metrics["eval/KuhnPoker-v1/exploitability"]
-        assert reported == kuhn_exploitability(details["kuhn_policy"])
-    again = kuhn_policy_logprob(model, tokenizer, prompter, response_text)
+        assert reported == kuhn_exploitability(details["policies"]["KuhnPoker-v1"])
+    again = exact.policy_logprob(model, tokenizer, prompter, infostate_positions(),
+                                 envs.spec("KuhnPoker-v1").answer_text)
     cfg = config(games=("KuhnPoker-v1",))
     metrics, _ = runner.exact_game_metrics(model, tokenizer, actor, prompter, cfg)
     assert metrics["eval/KuhnPoker-v1/exploitability"] == pytest.approx(
@@ -317,23 +315,23 @@ def test_sampled_kuhn_frequencies_converge_to_the_logprob_policy(micro):
         optimizer.step()
         optimizer.zero_grad()
     model.eval()
-    exact = kuhn_policy_logprob(model, tokenizer, prompter, boxed)
-    assert all(exact[key]["[check]"] > 0.65 for key in ("J", "Q", "K"))  # far from uniform
+    by_logprob = exact.policy_logprob(model, tokenizer, prompter, infostate_positions(), boxed)
+    assert all(by_logprob[key]["[check]"] > 0.65 for key in ("J", "Q", "K"))  # far from uniform
     actor = HFActor(model, tokenizer, ActorConfig(max_new_tokens=10, batch_size=2400))
     n = 400
-    sampled = kuhn_policy_sampled(actor, prompter, n, seed=1)
+    sampled = exact.policy_sampled(actor, prompter, infostate_positions(), n, seed=1)
     games = [infostate_game(key) for key in INFOSTATES]
     answers = [[tokenizer.encode(boxed(m), add_special_tokens=False) + [tokenizer.eos_token_id]
                 for m in g.legal_actions()] for g in games]
     prompts = [prompter(g.observe(g.current_player())) for g in games]
-    scores = ttt.shared_prompt_logprobs(model, prompts, answers, tokenizer.pad_token_id)
+    scores = continuation_logprobs(model, prompts, answers, tokenizer.pad_token_id)
     for key, legal_scores in zip(INFOSTATES, scores):
         legal_mass = sum(math.exp(s) for s in legal_scores)  # P(an answer is a legal move)
         assert legal_mass > 0.1, key
-        for move, p in exact[key].items():
+        for move, p in by_logprob[key].items():
             stderr = (p * (1 - p) / (n * legal_mass)) ** 0.5
             assert abs(sampled[key][move] - p) < 4 * stderr, (key, move)
-    assert abs(kuhn_exploitability(sampled) - kuhn_exploitability(exact)) < 0.1
+    assert abs(kuhn_exploitability(sampled) - kuhn_exploitability(by_logprob)) < 0.1
 
 
 # --------------------------------------------------------------------------- math
@@ -414,7 +412,7 @@ def test_evaluate_command_end_to_end(micro, tmp_path):
     assert report["pairs"] == [["KuhnPoker-v1", "random"], ["TicTacToe-v1", "random"]]
     assert metrics["eval/KuhnPoker-v1/random/n"] == 4
     assert 0.0 <= metrics["eval/KuhnPoker-v1/exploitability"] <= 11 / 24 + 0.3
-    assert kuhn_exploitability(report["kuhn_policy"]) == metrics[
+    assert kuhn_exploitability(report["policies"]["KuhnPoker-v1"]) == metrics[
         "eval/KuhnPoker-v1/exploitability"]
     assert metrics["eval/TicTacToe-v1/positions"] == 4520
     assert metrics["eval/math/math500/problems"] == 2

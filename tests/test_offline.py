@@ -16,9 +16,9 @@ from spiral.config import ActorConfig, EnvConfig, ModelConfig
 from spiral.evaluate.games import evaluate_opponents
 from spiral.evaluate.math_eval import evaluate_math
 from spiral.models.loading import load_model, load_tokenizer
+from spiral.models.prompting import Prompter
 from spiral.models.tiny import SHIPPED
 from spiral.rollout.actor import HFActor
-from spiral.rollout.selfplay import Prompter
 
 MATH_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "math"
 

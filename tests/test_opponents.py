@@ -10,15 +10,11 @@ from fractions import Fraction
 import pytest
 
 import envs
-from envs.exploitability import kuhn_equilibrium_policy
+from envs.exploitability import KuhnEquilibriumOpponent, kuhn_equilibrium_policy
 from envs.kuhn import CARDS, KuhnPoker, action_for, infostate_game, infostate_of
-from envs.opponents import (
-    KuhnEquilibriumOpponent,
-    RandomOpponent,
-    TicTacToeMinimaxOpponent,
-    make_opponent,
-)
+from envs.opponents import RandomOpponent, make_opponent
 from envs.tictactoe import TicTacToe
+from envs.tictactoe_solver import TicTacToeMinimaxOpponent
 
 
 def play(game, seats, rng: random.Random, max_turns: int = 200):

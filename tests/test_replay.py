@@ -15,7 +15,7 @@ from spiral.replay import main, outcome, read_transcripts, render_page
 from spiral.rollout.actor import Generation
 from spiral.rollout.opponents import named_opponent
 from spiral.rollout.selfplay import play
-from spiral.training.rundir import transcript
+from spiral.rollout.transcripts import transcript
 
 INJECTION = "<script>alert('x')</script> & <b>bold</b>"
 

@@ -10,8 +10,8 @@ import pyspiel
 import pytest
 
 import envs
-from envs.opponents import best_cells, minimax_value
 from envs.tictactoe import ACTIONS, TicTacToe
+from envs.tictactoe_solver import best_cells, minimax_value
 
 
 def game_after(moves: list[int]) -> TicTacToe:

@@ -2,13 +2,15 @@
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import torch
 
+import envs
 from spiral.models.loading import load_tokenizer
-from spiral.models.tiny import SHIPPED, TinySpec, build, embedded_model_path, response_text
-from spiral.rollout.selfplay import Prompter
+from spiral.models.prompting import Prompter
+from spiral.models.tiny import SHIPPED, TinySpec, build, embedded_model_path
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +33,15 @@ def test_build_writes_a_loadable_qwen3_with_chat_template(micro):
                                          add_generation_prompt=True, tokenize=False)
     assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
-    ids = tokenizer.encode(response_text("[bet]"), add_special_tokens=False)
+    ids = tokenizer.encode(envs.core.boxed_answer("[bet]", None), add_special_tokens=False)
     assert tokenizer.decode(ids) == "\\boxed{[bet]}"
     from envs.kuhn import infostate_game
 
-    kuhn = response_text("[call]", infostate_game("Qb"))
+    kuhn = envs.spec("KuhnPoker-v1").answer_text("[call]", infostate_game("Qb"))
     assert kuhn == "I am Player 1. Q calls. \\boxed{[call]}"
     assert tokenizer.decode(tokenizer.encode(kuhn, add_special_tokens=False)) == kuhn
     info = json.loads((path / "spiral_embedded.json").read_text())
-    assert info["spec"] == asdict(spec)
+    assert info["spec"] == json.loads(json.dumps(asdict(spec)))
 
 
 def test_build_is_deterministic(micro, tmp_path):
@@ -55,9 +57,26 @@ def test_build_is_deterministic(micro, tmp_path):
 def test_shipped_model_matches_the_default_spec():
     assert embedded_model_path() == SHIPPED
     info = json.loads((SHIPPED / "spiral_embedded.json").read_text())
-    assert info["spec"] == asdict(TinySpec())
+    assert info["spec"] == json.loads(json.dumps(asdict(TinySpec())))
     params = sum(p.numel() for p in _shipped_model().parameters())
     assert 500_000 <= params <= 10_000_000
+
+
+def test_the_game_list_is_part_of_the_spec(tmp_path, monkeypatch):
+    """A model pretrained on other games is another model: another cache entry, never the
+    shipped one."""
+    import spiral.models.tiny as tiny
+
+    other = TinySpec(games=("KuhnPoker-v1", "TicTacToe-v1"), sft_schedule=(0, 1))
+    assert other.key() != TinySpec().key()
+    assert other.key().startswith("embedded-v4-h128-l4-s0-")
+    built = []
+    monkeypatch.setenv("SPIRAL_HOME", str(tmp_path))
+    monkeypatch.setattr(tiny, "build", lambda out, spec, log: built.append(spec) or Path(out)
+                        .mkdir(parents=True) or (Path(out) / "spiral_embedded.json").write_text(
+                            json.dumps({"spec": asdict(spec)})))
+    path = embedded_model_path(other, log=lambda _: None)
+    assert path != SHIPPED and path.name == other.key() and built == [other]
 
 
 def test_shipped_model_answers_in_format_with_legal_moves():

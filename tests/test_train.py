@@ -130,14 +130,17 @@ def test_reinforce_ablation_runs_and_tracks_baselines(tmp_path):
 
 
 def test_progress_bar_shows_the_mean_win_rate_over_games():
+    from spiral.evaluate.exact import headlines
     from spiral.training.rundir import Progress
 
-    bar = Progress(10, 0, enabled=False)
+    bar = Progress(10, 0, enabled=False, exact=headlines(["KuhnPoker-v1", "TicTacToe-v1"]))
     bar.update({"rollout/games_per_s": 12.5, "eval/KuhnPoker-v1/random/win_rate": 0.5,
                 "eval/TicTacToe-v1/random/win_rate": 0.75,
                 "eval/KuhnPoker-v1/optimal/win_rate": 0.1,
-                "eval/KuhnPoker-v1/exploitability": 0.125})
-    assert bar.shown == {"games/s": "12.5", "expl": "0.125", "win/rand": "0.62"}
+                "eval/KuhnPoker-v1/exploitability": 0.125,
+                "eval/TicTacToe-v1/vs_perfect/loss_rate": 0.75})
+    assert bar.shown == {"games/s": "12.5", "expl": "0.125", "loss/perfect": "0.75",
+                         "win/rand": "0.62"}
     bar.update({"train/loss": 0.25})  # eval figures stay on the bar between evaluations
     assert bar.shown["loss"] == "0.25" and bar.shown["win/rand"] == "0.62"
     bar.close()

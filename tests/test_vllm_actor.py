@@ -170,7 +170,8 @@ def main(model_dir: str, device: str) -> dict:
     from spiral.learning.advantages import RoleBaselines, role_conditioned_advantages
     from spiral.learning.learner import make_learner
     from spiral.models.loading import load_model, load_tokenizer
-    from spiral.rollout.selfplay import Prompter, play
+    from spiral.models.prompting import Prompter
+    from spiral.rollout.selfplay import play
     from spiral.rollout.vllm_actor import VLLMActor, model_logprobs
 
     setup(device, need_group=True)

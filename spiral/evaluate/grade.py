@@ -1,11 +1,7 @@
 """Grade model answers to math problems with math-verify, never hanging on a bad answer.
 
-A prediction is the model's whole response. Its final answer is its last ``\\boxed{}`` (math-verify
-alone would read every box of a response as one set, so "\\boxed{2} ... wait, \\boxed{3}" would
-not answer 3); a response without a box is left to math-verify's extraction (an "answer is ..."
-phrase, else the last number or formula), so plain GSM8K-style answers work. math-verify then
-compares it with the gold answer symbolically and numerically. The gold, a LaTeX final
-answer, is read as ``\\boxed{gold}`` after dropping stray ``$`` signs and a closing period.
+How one answer is read and compared is `spiral.evaluate.answers`; this module grades them under
+time limits, in batches, and from the command line.
 
 Time limits. math-verify's own timeouts use ``signal.alarm``: whole seconds only (a fractional
 limit makes it fail silently on every answer), one alarm per parse and per comparison (so an
@@ -29,147 +25,57 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
 import logging
 import math
 import multiprocessing
 import os
-import re
-import signal
 import sys
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from envs.core import last_boxed
+from spiral.evaluate.answers import (
+    DEFAULT_TIMEOUT_S,
+    GradingTimeout,
+    Verdict,
+    can_use_alarm,
+    check_here,
+    gold_latex,
+    load_math_verify,
+    prediction_latex,
+    validate_timeout,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "GradingTimeout",
+    "Verdict",
+    "check_answer",
+    "check_many",
+    "gold_latex",
+    "grade_answer",
+    "grade_many",
+    "length_stats",
+    "main",
+    "prediction_latex",
+    "read_predictions",
+    "summarize",
+    "summarize_verdicts",
+]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT_S = 5.0
 MAX_DEFAULT_WORKERS = 8
 STARTUP_TIMEOUT_S = 120.0  # a worker must import math-verify and report ready within this
 
 
-class Verdict(StrEnum):
-    """The grade of one answer."""
-
-    CORRECT = "correct"
-    WRONG = "wrong"
-    TIMEOUT = "timeout"  # graded as wrong, counted separately
-
-
-class GradingTimeout(BaseException):
-    """Raised by the grading alarm; a BaseException so library ``except Exception`` lets it by."""
-
-
 # --------------------------------------------------------------------------- one answer
-
-
-class _DropTimeoutDisabledWarning(logging.Filter):
-    """math-verify warns once that its timeouts are off; our own deadline replaces them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Timeout is disabled")
-
-
-@functools.cache
-def _math_verify() -> ModuleType:
-    """Import math-verify and warm it up (its LaTeX parser loads lazily, in tenths of a second).
-
-    Called before any deadline is armed: an alarm must never interrupt an import.
-    """
-    import math_verify
-
-    for name in ("math_verify.parser", "math_verify.grader"):
-        logging.getLogger(name).addFilter(_DropTimeoutDisabledWarning())
-    half = math_verify.parse("\\boxed{\\frac{1}{2}}", parsing_timeout=None)
-    math_verify.verify(half, math_verify.parse("0.5", parsing_timeout=None), timeout_seconds=None)
-    return math_verify
-
-
-def gold_latex(gold: str) -> str:
-    """The gold answer as math-verify should read it: ``\\boxed{...}`` without stray ``$``."""
-    text = re.sub(r"(?<!\\)\$", "", gold).strip()
-    text = text.removesuffix(".").rstrip()
-    return text if "\\boxed" in text else f"\\boxed{{{text}}}"
-
-
-def prediction_latex(prediction: str) -> str:
-    """The part of a response that is graded: its last ``\\boxed{...}``, else all of it."""
-    boxed = last_boxed(prediction)
-    return prediction if boxed is None else f"\\boxed{{{boxed}}}"
-
-
-def _verify(prediction: str, gold: str) -> bool:
-    mv = _math_verify()
-    gold_parsed = mv.parse(gold_latex(gold), parsing_timeout=None, raise_on_error=False)
-    if not gold_parsed:
-        return False
-    answer = prediction_latex(prediction)
-    predicted = mv.parse(answer, parsing_timeout=None, raise_on_error=False)
-    return bool(mv.verify(gold_parsed, predicted, timeout_seconds=None, raise_on_error=False))
-
-
-def _raise_timeout(signum: int, frame: Any) -> None:
-    raise GradingTimeout
-
-
-@contextlib.contextmanager
-def _deadline(seconds: float) -> Iterator[None]:
-    """Raise `GradingTimeout` in the body after ``seconds``; main thread only.
-
-    An interval timer already running (another library's alarm) is resumed afterwards.
-    """
-    previous_handler = signal.signal(signal.SIGALRM, _raise_timeout)
-    started = time.monotonic()
-    outer_delay, outer_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        try:
-            yield
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-    finally:
-        # None: the old handler was not set from Python and cannot be put back.
-        signal.signal(
-            signal.SIGALRM, signal.SIG_DFL if previous_handler is None else previous_handler
-        )
-        if outer_delay > 0:
-            left = max(outer_delay - (time.monotonic() - started), 1e-3)
-            signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
-
-
-def _can_use_alarm() -> bool:
-    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-
-
-def _check_here(prediction: Any, gold: Any, timeout_s: float) -> Verdict:
-    """Grade in this process under a SIGALRM deadline; must run in the main thread."""
-    if not isinstance(prediction, str) or not isinstance(gold, str):
-        return Verdict.WRONG
-    _math_verify()  # the import and warm-up stay outside the deadline
-    try:
-        with _deadline(timeout_s):
-            return Verdict.CORRECT if _verify(prediction, gold) else Verdict.WRONG
-    except GradingTimeout:
-        return Verdict.TIMEOUT
-    except Exception:  # any failure inside math-verify or sympy grades the answer wrong
-        logger.debug("grading failed", exc_info=True)
-        return Verdict.WRONG
-
-
-def _check_timeout(timeout_s: float) -> float:
-    if not (isinstance(timeout_s, int | float) and math.isfinite(timeout_s) and timeout_s > 0):
-        raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
-    return float(timeout_s)
 
 
 def check_answer(prediction: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Verdict:
@@ -178,9 +84,9 @@ def check_answer(prediction: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_
     In the main thread it runs here; elsewhere it starts a worker process (about a second), so
     grade batches with `check_many`.
     """
-    timeout_s = _check_timeout(timeout_s)
-    if _can_use_alarm():
-        return _check_here(prediction, gold, timeout_s)
+    timeout_s = validate_timeout(timeout_s)
+    if can_use_alarm():
+        return check_here(prediction, gold, timeout_s)
     return check_many([(prediction, gold)], timeout_s, workers=1)[0]
 
 
@@ -194,12 +100,12 @@ def grade_answer(prediction: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_
 
 def _worker_main(conn: Connection, timeout_s: float) -> None:
     """Worker process: grade ``(index, prediction, gold)`` tasks until told to stop (None)."""
-    _math_verify()
+    load_math_verify()
     conn.send("ready")
     with contextlib.suppress(EOFError, KeyboardInterrupt):
         while (task := conn.recv()) is not None:
             index, prediction, gold = task
-            conn.send((index, _check_here(prediction, gold, timeout_s).value))
+            conn.send((index, check_here(prediction, gold, timeout_s).value))
 
 
 @dataclass
@@ -338,7 +244,7 @@ def check_many(
 
     ``workers`` defaults to the CPU count (at most 8, at most one per row).
     """
-    timeout_s = _check_timeout(timeout_s)
+    timeout_s = validate_timeout(timeout_s)
     tasks = list(rows)
     if not tasks:
         return []

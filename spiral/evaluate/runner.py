@@ -6,8 +6,8 @@ plain functions of a typed `EvaluateConfig`, so training or a notebook can call 
 - `evaluate_games`: every (game, opponent) pair, ``matches`` matches with the policy's seat
   alternated, through the same rollout (`spiral.rollout.selfplay.play`) and the same rates with 95%
   Wilson intervals (`spiral.evaluate.games.outcome_rates`) as training's online evaluation;
-- `exact_game_metrics`: Kuhn Poker exploitability (`spiral.evaluate.games`) and TicTacToe's
-  optimal-move share and loss rate against perfect play (`spiral.evaluate.tictactoe_metrics`);
+- `exact_game_metrics`: the exact metrics every evaluated game registers (Kuhn Poker's
+  exploitability, TicTacToe's loss rate against perfect play; `spiral.evaluate.exact`);
 - `math_metrics`: accuracy and response lengths on math benchmarks (`spiral.evaluate.math_eval`).
 
 `run` writes ``out_dir/eval.json`` (config, flat metrics, Kuhn policy, notes), ``eval.md`` (the
@@ -27,36 +27,32 @@ from typing import Any
 
 import envs
 from spiral.config import ActorConfig, ConfigError, EnvConfig, ModelConfig, from_mapping
-from spiral.evaluate import tictactoe_metrics as ttt
-from spiral.evaluate.games import (
-    kuhn_metrics,
-    kuhn_policy_logprob,
-    kuhn_policy_sampled,
-    outcome_rates,
-    supported,
-)
+from spiral.evaluate.exact import exact_metrics
+from spiral.evaluate.games import outcome_rates, supported
 from spiral.evaluate.math_bench import benchmark
 from spiral.evaluate.math_eval import evaluate_math
 from spiral.evaluate.report import markdown
 from spiral.models import checkpoint
 from spiral.models.loading import DTYPES, load_model, load_tokenizer, pick_device, resolve_path
-from spiral.models.tiny import response_text
+from spiral.models.prompting import Prompter
 from spiral.records import Episode
 from spiral.rollout.actor import Actor, HFActor
 from spiral.rollout.openai_opponent import OpenAIError
 from spiral.rollout.opponents import named_opponent
-from spiral.rollout.selfplay import Prompter, play
-from spiral.training.rundir import RunDir
+from spiral.rollout.selfplay import play
+from spiral.rollout.transcripts import save_games
 
 logger = logging.getLogger(__name__)
 
 EXACT_POLICIES = ("logprob", "sample")
+SHOWN_POLICY_SIZE = 64  # policies of at most this many positions go into eval.json
 DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """What to evaluate and how; the fields and comments mirror ``configs/evaluate.yaml``."""
+    """What to evaluate and how. The one source of the defaults: ``configs/evaluate.yaml``
+    only requires ``checkpoint`` and names the output folder."""
 
     checkpoint: str  # HF model dir, hub id, "embedded", or a run dir (its latest checkpoint)
     out_dir: str = "runs/eval"  # eval.json, eval.md, games/ and math/ go here
@@ -65,22 +61,24 @@ class EvaluateConfig:
     dtype: str = "float32"  # float32 | bfloat16 | float16
     enable_thinking: bool | None = None  # chat-template flag for Qwen3-style templates
     batch_size: int = 64  # prompts per generation call
-    games: tuple[str, ...] = ("KuhnPoker-v1", "TicTacToe-v1")  # any registered game id
+    # any registered id, e.g. SimpleNegotiation-v1, openspiel/leduc_poker
+    games: tuple[str, ...] = ("KuhnPoker-v1", "TicTacToe-v1")
     opponents: tuple[str, ...] = ("random", "optimal")  # also checkpoint:PATH, openai:MODEL
     matches: int = 64  # matches per (game, opponent), seats alternated
     temperature: float = 1.0  # sampling temperature of the policy in games
-    max_new_tokens: int = 24  # game answer limit; an answer cut here is an invalid move
+    max_new_tokens: int = 24  # game answer limit (a cut answer is invalid); raise for reasoners
     max_turns: int | None = None  # overrides each game's turn limit (then a draw)
-    game_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-game overrides
-    exact: bool = True  # Kuhn exploitability; TicTacToe optimal-move share, loss vs perfect
+    # per-game constructor overrides, e.g. {KuhnPoker-v1: {rounds: 5}}
+    game_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    exact: bool = True  # the exact metrics each game registers (Kuhn exploitability, ...)
     exact_policy: str = "logprob"  # policy from canonical-answer log-probs, or "sample"
     exact_samples: int = 64  # answers per position with exact_policy=sample
     math: tuple[str, ...] = ()  # math500 aime24 aime25 amc23 minerva_math olympiadbench gsm8k
     samples: int = 4  # answers per math problem; accuracy is pass@1 averaged over them
-    math_dir: str | None = None  # local jsonl directory; None = $SPIRAL_MATH_DIR or the hub
+    math_dir: str | None = None  # local {"id","problem","answer"} jsonl dir; None = env or hub
     math_limit: int | None = None  # problems per benchmark (None = all)
     math_temperature: float = 0.6  # SPIRAL's evaluation sampling
-    math_top_p: float = 0.95
+    math_top_p: float = 0.95  # nucleus sampling for math answers
     math_max_new_tokens: int = 8192  # long generations for reasoning
     grade_timeout_s: float = 5.0  # math-verify deadline per answer (then graded wrong)
 
@@ -160,30 +158,15 @@ def evaluate_games(actor: Actor, prompter: Prompter, cfg: EvaluateConfig, notes:
 
 def exact_game_metrics(model, tokenizer, actor: Actor, prompter: Prompter,
                        cfg: EvaluateConfig) -> tuple[dict[str, float], dict[str, Any]]:
-    """Kuhn exploitability and TicTacToe optimality for the evaluated games that have them.
+    """The exact metrics of every evaluated game that registers them (``spiral.evaluate.exact``).
 
-    Returns the metrics and the Kuhn policy they were computed from (empty when not played)."""
-    metrics: dict[str, float] = {}
-    details: dict[str, Any] = {}
-    sample = cfg.exact_policy == "sample"
-    if "KuhnPoker-v1" in cfg.games:
-        if sample:
-            policy = kuhn_policy_sampled(actor, prompter, cfg.exact_samples, cfg.seed,
-                                         temperature=cfg.temperature)
-        else:
-            policy = kuhn_policy_logprob(model, tokenizer, prompter, response_text,
-                                         temperature=cfg.temperature)
-        metrics |= kuhn_metrics(policy)
-        details["kuhn_policy"] = policy
-    if ttt.GAME_ID in cfg.games:
-        if sample:
-            board_policy = ttt.policy_sampled(actor, prompter, cfg.exact_samples, cfg.seed,
-                                              temperature=cfg.temperature)
-        else:
-            board_policy = ttt.policy_logprob(model, tokenizer, prompter, response_text,
-                                              temperature=cfg.temperature)
-        metrics |= ttt.tictactoe_metrics(board_policy)
-    return metrics, details
+    Returns the metrics and the small policies they were computed from (Kuhn Poker's 12
+    information states; not TicTacToe's 4,520 boards)."""
+    metrics, policies = exact_metrics(
+        cfg.games, mode=cfg.exact_policy, model=model, tokenizer=tokenizer, actor=actor,
+        prompter=prompter, samples=cfg.exact_samples, seed=cfg.seed, temperature=cfg.temperature)
+    small = {g: p for g, p in policies.items() if len(p) <= SHOWN_POLICY_SIZE}
+    return metrics, {"policies": small} if small else {}
 
 
 def math_metrics(actor: Actor, tokenizer, cfg: EvaluateConfig, notes: list[str],
@@ -236,7 +219,7 @@ def run(cfg: EvaluateConfig, log=print) -> dict[str, Any]:
     metrics, episodes, pairs = evaluate_games(actor, prompter, cfg, notes, device)
     step = checkpoint_step(path)
     if episodes:
-        log(f"game transcripts: {RunDir(out).save_games(step, episodes)}")
+        log(f"game transcripts: {save_games(out / 'games', step, episodes)}")
     exact: dict[str, float] = {}
     details: dict[str, Any] = {}
     if cfg.exact:

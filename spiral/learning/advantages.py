@@ -14,6 +14,9 @@ the paper's ablation.
 
 from __future__ import annotations
 
+import copy
+
+from spiral.distributed import Dist, all_gather_objects
 from spiral.records import Episode, Sample
 
 
@@ -87,4 +90,25 @@ def _player_samples(
                 player=player,
             )
         )
+    return samples
+
+
+def role_returns(episodes: list[Episode]) -> list[tuple[str, int, float]]:
+    """(game, player, return) for every policy seat, in the order RAE updates its baselines."""
+    return [(ep.game_id, p, float(ep.returns[p])) for ep in episodes for p in ep.model_players]
+
+
+def shared_advantages(
+    episodes: list[Episode], baselines: RoleBaselines, dist: Dist, **kwargs
+) -> list[Sample]:
+    """RAE samples of this rank's episodes; ``baselines`` advance with every rank's returns.
+
+    Advantages use the baselines as they stood before the step (as on one process); then each
+    rank applies all ranks' returns in rank order, so ``baselines`` stays identical everywhere.
+    ``kwargs`` are those of ``role_conditioned_advantages`` (rae, gamma, drop_zero).
+    """
+    samples = role_conditioned_advantages(episodes, copy.deepcopy(baselines), **kwargs)
+    for shard in all_gather_objects(role_returns(episodes), dist):
+        for game_id, player, ret in shard:
+            baselines.update(game_id, player, ret)
     return samples

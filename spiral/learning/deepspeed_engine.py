@@ -33,8 +33,9 @@ MOMENTS = ("exp_avg", "exp_avg_sq")
 
 def ds_config(cfg: LearnerConfig, bf16: bool, cuda: bool) -> dict:
     """The DeepSpeed config of a learner config (batching is driven by ``PPO``)."""
-    if cfg.zero_stage not in (0, 1, 2, 3):
-        raise ValueError(f"learner.zero_stage={cfg.zero_stage} is not one of 0, 1, 2, 3")
+    stage = cfg.deepspeed.zero_stage
+    if stage not in (0, 1, 2, 3):
+        raise ValueError(f"learner.deepspeed.zero_stage={stage} is not one of 0, 1, 2, 3")
     return {
         "train_micro_batch_size_per_gpu": 1,
         "gradient_accumulation_steps": 1,
@@ -42,7 +43,7 @@ def ds_config(cfg: LearnerConfig, bf16: bool, cuda: bool) -> dict:
         "gradient_clipping": cfg.grad_clip,
         "zero_allow_untested_optimizer": True,
         "bf16": {"enabled": bf16},
-        "zero_optimization": {"stage": cfg.zero_stage, "overlap_comm": cuda,
+        "zero_optimization": {"stage": stage, "overlap_comm": cuda,
                               "contiguous_gradients": True},
         "steps_per_print": 2**31 - 1,
         "wall_clock_breakdown": False,

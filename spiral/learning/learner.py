@@ -126,9 +126,9 @@ def make_learner(model, cfg: LearnerConfig, algo: AlgoConfig, *, pad_id: int,
     """The learner of ``cfg.backend`` around ``model`` (which it trains in place)."""
     reference = None
     if algo.kl_beta > 0.0:
-        if cfg.backend == "deepspeed" and cfg.zero_stage == 3:
+        if cfg.backend == "deepspeed" and cfg.deepspeed.zero_stage == 3:
             raise ValueError("algo.kl_beta > 0 needs a full reference copy; use "
-                             "learner.zero_stage <= 2 with DeepSpeed")
+                             "learner.deepspeed.zero_stage <= 2")
         reference = copy.deepcopy(model).eval().requires_grad_(False)
     if cfg.backend == "deepspeed":
         from spiral.learning.deepspeed_engine import DeepSpeedEngine

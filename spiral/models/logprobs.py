@@ -92,3 +92,63 @@ class LogprobModel(torch.nn.Module):
 
     def forward(self, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
         return response_logprobs(self.model, samples, self.pad_id, self.temperature)
+
+
+@torch.no_grad()
+def continuation_logprobs(model, prompts: list[list[int]], continuations: list[list[list[int]]],
+                          pad_id: int, temperature: float = 1.0,
+                          chunk: int = 256) -> list[list[float]]:
+    """Summed log-prob of each continuation of each prompt; each prompt is run once.
+
+    ``continuations[i]`` lists the token sequences scored after ``prompts[i]``. Log-probs are
+    ``log_softmax(logits / temperature)``, as the actor samples and the learner recomputes."""
+    out: list[list[float]] = []
+    for start in range(0, len(prompts), chunk):
+        out += _score_chunk(model, prompts[start : start + chunk],
+                            continuations[start : start + chunk], pad_id, temperature)
+    return out
+
+
+def _score_chunk(model, prompts, continuations, pad_id: int, temperature: float):
+    """Prompts left-padded to end at one column (after their shared prefix, run once), then
+    every continuation on a copy of its prompt's KV cache."""
+    device = next(model.parameters()).device
+    shared = shared_prefix_length(prompts)
+    suffixes = [p[shared:] for p in prompts]
+    width = max(len(s) for s in suffixes)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, suffix in enumerate(suffixes):  # left-padded: every prompt ends at the last column
+        ids[i, width - len(suffix) :] = torch.tensor(suffix)
+        mask[i, width - len(suffix) :] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    cache = None
+    if shared:
+        cache, mask = repeated_prefix(model, prompts[0][:shared], mask)  # (P, L + W)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]  # (P, W)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                past_key_values=cache, logits_to_keep=1)
+    first = torch.log_softmax(out.logits[:, -1].float() / temperature, dim=-1)  # (P, V)
+    owner = [i for i, conts in enumerate(continuations) for _ in conts]
+    flat = [c for conts in continuations for c in conts]
+    index = torch.tensor(owner, device=device)  # (N,)
+    cache_ = out.past_key_values
+    cache_.reorder_cache(index)  # one copy of its prompt's cache per continuation
+    length = max(len(c) for c in flat)
+    cont = torch.full((len(flat), length), pad_id, dtype=torch.long, device=device)
+    cont_mask = torch.zeros((len(flat), length), dtype=torch.long, device=device)
+    for j, tokens in enumerate(flat):
+        cont[j, : len(tokens)] = torch.tensor(tokens)
+        cont_mask[j, : len(tokens)] = 1
+    cont_positions = positions[index, -1:] + 1 + torch.arange(length, device=device)  # (N, L)
+    logits = model(input_ids=cont, attention_mask=torch.cat([mask[index], cont_mask], dim=1),
+                   position_ids=cont_positions, past_key_values=cache_).logits  # (N, L, V)
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
+    predicted = torch.cat([first[index][:, None], logp[:, :-1]], dim=1)  # token t from t-1
+    token_logp = predicted.gather(-1, cont[..., None]).squeeze(-1) * cont_mask  # (N, L)
+    totals = token_logp.sum(dim=1).tolist()
+    grouped, at = [], 0
+    for conts in continuations:
+        grouped.append(totals[at : at + len(conts)])
+        at += len(conts)
+    return grouped

@@ -7,17 +7,18 @@ deterministically from a seed:
    moves plus synthetic math text, wrapped as a transformers fast tokenizer with ChatML special
    tokens and a chat template, so ``apply_chat_template`` works as with Qwen models;
 2. a ``Qwen3ForCausalLM`` (~1M parameters, untied embeddings) from random init;
-3. *format-only* pretraining on transcripts of uniformly random legal play in every built-in
-   game: prompt = the chat-templated observation, response = a brief thought, then
-   ``\\boxed{<move>}<|im_end|>``. The model learns the answer format and which moves are legal,
-   and because the moves are uniform it learns no strategy: strategy must come from self-play.
-   In Kuhn Poker the thought restates the player's seat and card and names the move right
-   after the card ("I am Player 1. Q calls. \\boxed{[call]}"); the move is still uniformly
-   random, so this carries no strategy. It matters for a 1M-parameter model: when the move is
-   chosen at the card's own token, the card is in the residual stream where the move is
-   predicted, and self-play learns card-dependent play at once. With the card several tokens
-   away, the model first learns card-blind play and stalls at "always bet and call"
-   (exploitability 1/3) - we measured that with a thought that ended in the card.
+3. *format-only* pretraining on transcripts of uniformly random legal play in every game of
+   ``TinySpec.games``: prompt = the chat-templated observation, response = the game's
+   canonical answer for the move (``envs.GameSpec.answer``; by default ``\\boxed{<move>}``),
+   then ``<|im_end|>``. The model learns the answer format and which moves are legal, and because
+   the moves are uniform it learns no strategy: strategy must come from self-play. In Kuhn Poker
+   the answer opens with a brief thought that restates the player's seat and card and names the
+   move right after the card ("I am Player 1. Q calls. \\boxed{[call]}"); the move is still
+   uniformly random, so this carries no strategy. It matters for a 1M-parameter model: when the
+   move is chosen at the card's own token, the card is in the residual stream where the move is
+   predicted, and self-play learns card-dependent play at once. With the card several tokens away,
+   the model first learns card-blind play and stalls at "always bet and call" (exploitability 1/3)
+   - we measured that with a thought that ended in the card.
 
 The built model ships with spiral as a small, deliberate fixture in ``spiral/models/embedded/``
 (made by ``python -m spiral.models.tiny --out spiral/models/embedded``), so a fresh clone trains
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
 import json
 import os
 import random
@@ -44,8 +46,6 @@ import torch
 import envs
 from envs.opponents import make_opponent
 
-BUILTIN_GAMES = ("KuhnPoker-v1", "TicTacToe-v1", "SimpleNegotiation-v1")
-SFT_SCHEDULE = (0, 1, 2, 1)  # indices into BUILTIN_GAMES, one game per pretraining batch
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 CHAT_TEMPLATE = (
     "{%- for message in messages %}"
@@ -61,6 +61,8 @@ class TinySpec:
 
     version: int = 4
     seed: int = 0
+    games: tuple[str, ...] = ("KuhnPoker-v1", "TicTacToe-v1", "SimpleNegotiation-v1")
+    sft_schedule: tuple[int, ...] = (0, 1, 2, 1)  # indices into games, one game per batch
     vocab_size: int = 1024
     hidden_size: int = 128
     intermediate_size: int = 384
@@ -75,13 +77,17 @@ class TinySpec:
     sft_lr: float = 3e-3
 
     def key(self) -> str:
-        return "embedded-v{version}-h{hidden_size}-l{num_layers}-s{seed}".format(**asdict(self))
+        """The cache folder name: readable fields, then a hash of every field."""
+        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+        return "embedded-v{version}-h{hidden_size}-l{num_layers}-s{seed}-".format(
+            **asdict(self)) + digest[:10]
 
 
 def random_play_examples(game_id: str, n: int, seed: int) -> list[tuple[str, str]]:
     """(observation, response text) pairs from uniformly random play of ``game_id``."""
     rng = random.Random(f"{game_id}/{seed}")
     opponent = make_opponent("random", game_id)
+    answer = envs.spec(game_id).answer_text  # the game's canonical answer form
     examples: list[tuple[str, str]] = []
     game_seed = 0
     while len(examples) < n:
@@ -91,24 +97,9 @@ def random_play_examples(game_id: str, n: int, seed: int) -> list[tuple[str, str
         while not game.is_terminal() and len(examples) < n:
             observation = game.observe(game.current_player())
             move = game.parse_action(opponent.act(game, rng))
-            examples.append((observation, response_text(move, game)))
+            examples.append((observation, answer(move, game)))
             game.step(move)
     return examples
-
-
-def response_text(move: str, game=None) -> str:
-    """The answer format pretraining teaches for ``move`` in ``game``'s current state.
-
-    The rollout accepts any answer whose last ``\\boxed{}`` parses; this is only the form the
-    embedded model starts from (and the one exact Kuhn policy evaluation scores).
-    """
-    from envs.kuhn import KuhnPoker
-
-    if isinstance(game, KuhnPoker):
-        player = game.current_player()
-        card, verb = game.private_card(player), move.strip("[]") + "s"
-        return f"I am Player {player}. {card} {verb}. \\boxed{{{move}}}"
-    return f"\\boxed{{{move}}}"
 
 
 def synthetic_math_text(n: int, seed: int) -> list[str]:
@@ -184,7 +175,7 @@ def new_model(tokenizer, spec: TinySpec):
 
 def encode_examples(tokenizer, examples: list[tuple[str, str]]) -> list[tuple[list, list]]:
     """(prompt ids, response ids + eos) per example, tokenized the way the rollout does."""
-    from spiral.rollout.selfplay import Prompter
+    from spiral.models.prompting import Prompter
 
     prompter = Prompter(tokenizer)
     encoded = []
@@ -214,7 +205,8 @@ def format_pretrain(model, encoded, spec: TinySpec, log=print, device="cpu") -> 
     losses = []
     for step in range(spec.sft_steps):
         # one game per batch: similar lengths, so little padding
-        batch = rng.sample(by_game[SFT_SCHEDULE[step % len(SFT_SCHEDULE)]], spec.sft_batch)
+        game = spec.sft_schedule[step % len(spec.sft_schedule)]
+        batch = rng.sample(by_game[game], spec.sft_batch)
         input_ids, attention, labels = pad_batch(batch, pad_id=0, label_prompt=False)
         out = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                     labels=labels.to(device))
@@ -240,7 +232,7 @@ def build(out_dir: str | Path, spec: TinySpec = TinySpec(), log=print, device="c
     started = time.time()
     corpus = []
     examples = []
-    for game_id in BUILTIN_GAMES:
+    for game_id in spec.games:
         plays = random_play_examples(game_id, spec.sft_examples, spec.seed)
         examples += plays
         corpus += [obs for obs, _ in plays[: spec.corpus_games * 4]]
@@ -270,13 +262,18 @@ def _spec_of(path: Path) -> dict | None:
     return json.loads(info.read_text())["spec"] if info.exists() else None
 
 
+def _as_json(spec: TinySpec) -> dict:
+    """``spec`` as its recorded JSON reads back (tuples become lists)."""
+    return json.loads(json.dumps(asdict(spec)))
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("SPIRAL_HOME", Path.home() / ".cache" / "spiral"))
 
 
 def embedded_model_path(spec: TinySpec = TinySpec(), log=print) -> Path:
     """The shipped embedded model, or a cached build of ``spec`` (made on first use)."""
-    if _spec_of(SHIPPED) == asdict(spec):
+    if _spec_of(SHIPPED) == _as_json(spec):
         return SHIPPED
     final = cache_root() / spec.key()
     if (final / "spiral_embedded.json").exists():

@@ -34,8 +34,8 @@ class ModelOpponent:
 
     def __init__(self, path: str, device, temperature: float = 1.0, max_new_tokens: int = 24):
         from spiral.models.loading import load_model, load_tokenizer
+        from spiral.models.prompting import Prompter
         from spiral.rollout.actor import HFActor
-        from spiral.rollout.selfplay import Prompter
 
         self.name = f"checkpoint:{path}"
         tokenizer = load_tokenizer(path)

@@ -10,7 +10,7 @@
   ``WeightSync`` worker extension, reached through ``collective_rpc``, reloads the learner's
   tensors with vLLM's ``reload_weights`` (which also re-derives kernel-format weights), re-ties
   a tied LM head, and the prefix cache is reset (its KV entries came from the old weights).
-- Colocated with the learner (``actor.sleep_when_training``): ``sleep()`` frees the weights and
+- Colocated with the learner (``actor.vllm.sleep_when_training``): ``sleep()`` frees the weights and
   the KV cache (level 2: the next sync rewrites every weight) while the learner trains, and
   ``load_weights`` wakes the weights, loads them, then wakes the KV cache. vLLM's CPU backend
   accepts these calls and keeps its memory.
@@ -97,8 +97,8 @@ def engine_args(model_path: str, cfg: ActorConfig, dtype: str, seed: int) -> dic
         "load_format": "dummy",
     }
     if cuda:
-        args["gpu_memory_utilization"] = cfg.gpu_memory_utilization
-        args["enable_sleep_mode"] = cfg.sleep_when_training
+        args["gpu_memory_utilization"] = cfg.vllm.gpu_memory_utilization
+        args["enable_sleep_mode"] = cfg.vllm.sleep_when_training
     else:
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         if "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
@@ -157,7 +157,7 @@ class VLLMActor:
 
     def sleep(self) -> None:
         """Free weights and KV cache while the learner trains (colocated mode)."""
-        if self.cfg.sleep_when_training and not self.asleep:
+        if self.cfg.vllm.sleep_when_training and not self.asleep:
             self.llm.sleep(level=2)
             self.asleep = True
 

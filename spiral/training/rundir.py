@@ -15,6 +15,7 @@ from pathlib import Path
 from spiral.evaluate.games import outcome_rates
 from spiral.records import Episode
 from spiral.rollout.selfplay import RolloutStats
+from spiral.rollout.transcripts import save_games
 
 
 class RunDir:
@@ -49,32 +50,28 @@ class RunDir:
                 if line.strip() and _complete(line)]
 
     def save_games(self, step: int, episodes: list[Episode]) -> Path:
-        path = self.path / "games" / f"step_{step:06d}.jsonl"
-        with open(path, "w") as f:
-            for ep in episodes:
-                f.write(json.dumps(transcript(ep, step)) + "\n")
-        return path
-
-    def progress(self, cfg, start: int):
-        return Progress(cfg.steps, start, enabled=cfg.progress)
+        return save_games(self.path / "games", step, episodes)
 
 
 class Progress:
-    """tqdm bar showing step, games/s, win rate vs random (mean over the trained games) and
-    exploitability."""
+    """tqdm bar showing step, games/s, loss, invalid moves, each trained game's headline exact
+    metric (``exact``: metric key -> label, e.g. Kuhn exploitability as "expl") and the win
+    rate vs random (mean over the trained games)."""
 
-    KEYS = {"rollout/games_per_s": "games/s", "eval/KuhnPoker-v1/exploitability": "expl",
-            "train/loss": "loss", "rollout/invalid_rate": "invalid"}
+    KEYS = {"rollout/games_per_s": "games/s", "train/loss": "loss",
+            "rollout/invalid_rate": "invalid"}
 
-    def __init__(self, total: int, start: int, enabled: bool):
+    def __init__(self, total: int, start: int, enabled: bool,
+                 exact: dict[str, str] | None = None):
         from tqdm import tqdm
 
+        self.keys = {**self.KEYS, **(exact or {})}
         self.bar = tqdm(total=total, initial=start, disable=not enabled, desc="spiral",
                         dynamic_ncols=True)
         self.shown: dict[str, str] = {}
 
     def update(self, metrics: dict[str, float]) -> None:
-        for key, label in self.KEYS.items():
+        for key, label in self.keys.items():
             if key in metrics:
                 self.shown[label] = f"{metrics[key]:.3g}"
         wins = [value for key, value in metrics.items()
@@ -114,18 +111,6 @@ def summarize(episodes: list[Episode], rollout: RolloutStats) -> dict[str, float
                 out[f"rollout/{game_id}/return_player{player}"] = sum(returns) / len(returns)
         out |= outcome_rates(group, f"rollout/{game_id}", with_ci=False)
     return out
-
-
-def transcript(ep: Episode, step: int) -> dict:
-    """A JSON-able record of one match, for inspection and replay."""
-    return {
-        "step": step, "game_id": ep.game_id, "seed": ep.seed, "opponent": ep.opponent,
-        "model_players": list(ep.model_players), "returns": list(ep.returns),
-        "invalid_player": ep.invalid_player, "truncated": ep.truncated,
-        "moves": [[p, m] for p, m in ep.moves],
-        "turns": [{"player": t.player, "turn": t.turn, "observation": t.observation,
-                   "response": t.text, "action": t.action} for t in ep.turns],
-    }
 
 
 def _mean(values: list[float]) -> float:

@@ -22,21 +22,17 @@ import torch
 
 from spiral import distributed
 from spiral.config import RunConfig
-from spiral.evaluate.games import (
-    evaluate_opponents,
-    kuhn_metrics,
-    kuhn_policy_logprob,
-    kuhn_policy_sampled,
-)
+from spiral.evaluate.exact import exact_metrics, headlines
+from spiral.evaluate.games import evaluate_opponents
 from spiral.evaluate.math_eval import evaluate_math
-from spiral.learning.advantages import RoleBaselines
+from spiral.learning.advantages import RoleBaselines, shared_advantages
 from spiral.learning.learner import Learner, make_learner
 from spiral.models import checkpoint
 from spiral.models.loading import load_model, load_tokenizer, pick_device, resolve_path
-from spiral.models.tiny import response_text
+from spiral.models.prompting import Prompter
 from spiral.rollout.actor import Actor, HFActor
 from spiral.rollout.opponents import named_opponent
-from spiral.rollout.selfplay import Prompter, RolloutStats, play
+from spiral.rollout.selfplay import RolloutStats, play
 from spiral.training.rundir import Progress, RunDir, summarize
 
 
@@ -117,7 +113,8 @@ def train(cfg: RunConfig, stop=None, max_seconds: float | None = None) -> Path:
         metrics = evaluate(t, step=0) | {"time/elapsed_s": elapsed()}
         if t.dist.is_main:
             t.run.log(0, metrics)
-    bar = Progress(cfg.steps, t.start, enabled=cfg.progress and t.dist.is_main)
+    bar = Progress(cfg.steps, t.start, enabled=cfg.progress and t.dist.is_main,
+                   exact=headlines(cfg.env.games))
     for step in range(t.start + 1, cfg.steps + 1):
         metrics = train_step(t, step)
         if cfg.eval.every and (step % cfg.eval.every == 0 or step == cfg.steps):
@@ -145,7 +142,7 @@ def train_step(t: Trainer, step: int) -> dict[str, float]:
     episodes = play(t.actor, t.prompter, cfg.env, cfg.env.games_per_step,
                     seed=_step_seed(cfg.seed, step), opponent=t.opponent, stats=rollout,
                     shard=(t.dist.rank, t.dist.world_size))
-    samples = distributed.shared_advantages(  # the same baselines on every rank
+    samples = shared_advantages(  # the same baselines on every rank
         episodes, t.baselines, t.dist, rae=cfg.algo.rae, gamma=cfg.algo.gamma,
         drop_zero=cfg.algo.drop_zero_advantage,
     )
@@ -170,22 +167,21 @@ def train_step(t: Trainer, step: int) -> dict[str, float]:
 
 
 def evaluate(t: Trainer, step: int) -> dict[str, float]:
-    """Online evaluation: fixed opponents on every trained game, exact Kuhn exploitability."""
+    """Online evaluation: fixed opponents on every trained game, and the exact metrics of
+    every trained game that registers them (the dispatch ``spiral.evaluate`` uses)."""
     cfg = t.cfg
     started = time.perf_counter()
     metrics = evaluate_opponents(
         t.actor, t.prompter, cfg.env, cfg.env.games, cfg.eval.opponents, cfg.eval.games,
         seed=_step_seed(cfg.seed + 7919, step), temperature=cfg.eval.temperature,
     )
-    if cfg.eval.exploitability and "KuhnPoker-v1" in cfg.env.games:
-        if cfg.eval.kuhn_policy == "logprob":
-            policy = kuhn_policy_logprob(t.learner.model, t.tokenizer, t.prompter, response_text,
-                                         temperature=cfg.eval.temperature)
-        else:
-            policy = kuhn_policy_sampled(t.actor, t.prompter, cfg.eval.kuhn_samples,
-                                         seed=_step_seed(cfg.seed, step),
-                                         temperature=cfg.eval.temperature)
-        metrics |= kuhn_metrics(policy)
+    if cfg.eval.exact:
+        exact, _ = exact_metrics(
+            cfg.env.games, mode=cfg.eval.exact_policy, model=t.learner.model,
+            tokenizer=t.tokenizer, actor=t.actor, prompter=t.prompter,
+            samples=cfg.eval.exact_samples, seed=_step_seed(cfg.seed, step),
+            temperature=cfg.eval.temperature)
+        metrics |= exact
     if cfg.eval.math:
         metrics |= evaluate_math(t.actor, t.tokenizer, cfg.eval.math, cfg.eval.math_dir,
                                  cfg.eval.math_limit, samples=1,

@@ -1,6 +1,6 @@
 """One training step on a GPU with a Qwen3-0.6B-shaped model (random init, no downloads).
 
-    python bench/gpu_check.py [--prompts 32] [--prompt-tokens 256] [--new-tokens 128]
+    python experiments/gpu_check.py [--prompts 32] [--prompt-tokens 256] [--new-tokens 128]
 
 Times the hf actor's generation, one update of the torch learner and one of the DeepSpeed
 learner (ZeRO-2, bf16, one process) on the same samples; prints step times and tokens/s and
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        raise SystemExit("bench/gpu_check.py needs a CUDA GPU")
+        raise SystemExit("experiments/gpu_check.py needs a CUDA GPU")
     setup("cuda", need_group=True)
     results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, **vars(args)}
     gen = torch.Generator().manual_seed(0)
@@ -80,7 +80,7 @@ def main() -> None:
     samples = [Sample(p, g.token_ids, 1.0 if i % 2 else -1.0, g.logprobs)
                for i, (p, g) in enumerate(zip(prompts, generations))]
     trained = sum(s.length for s in samples)
-    learner_cfg = LearnerConfig(lr=1e-6, micro_batch_tokens=16384, zero_stage=2)
+    learner_cfg = LearnerConfig(lr=1e-6, micro_batch_tokens=16384)  # ZeRO-2 by default
     common = dict(pad_id=PAD, temperature=1.0, norm_tokens=args.new_tokens)
     learners = {"learner_torch": lambda: make_learner(qwen3_06b().cuda(), learner_cfg,
                                                        AlgoConfig(), **common)}

@@ -1,12 +1,12 @@
 """Can a model learn TicTacToe at all? Supervised training on perfect play, then exact metrics.
 
-    python bench/tictactoe_capacity.py [--model embedded | --fresh 8x256] [--steps 1000]
+    python experiments/tictactoe_capacity.py [--model embedded | --fresh 8x256] [--steps 1000]
         [--lr 1e-3] [--quick]
 
 Self-play RL gets a noisy reward per match; this bench gives the model the best signal there
 is: every one of the 4,520 reachable boards labelled with each of its minimax-optimal moves
 (the canonical answer the embedded model starts from), trained with the next-token loss on
-the answer. The exact metrics (`spiral.evaluate.tictactoe_metrics`) before and after say how
+the answer. The exact metrics (`envs.tictactoe_solver`) before and after say how
 far ``--steps`` batches of perfect labels move the model's tactics (taking an immediate win,
 blocking one) and its loss rate against perfect play: an upper bound on what self-play can
 teach the same model in as many samples. ``--fresh LAYERSxWIDTH`` trains a model of that
@@ -14,13 +14,14 @@ shape built from random weights (`spiral.models.tiny.new_model`, the embedded to
 instead: does a bigger model learn the board? It also reports what tactics alone are worth: the
 exact loss rate against perfect play of the starting policy with the winning or blocking cells
 given all the probability wherever a board has them (``loss_rate_with_perfect_tactics``).
-Figures: bench/results/tictactoe_capacity.jsonl.
+An experiment, not a benchmark. Figures: experiments/results/tictactoe_capacity.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import random
 import sys
 import time
@@ -28,19 +29,24 @@ from pathlib import Path
 
 import torch
 
-from envs.opponents import best_cells
+import envs
+from envs import tictactoe_solver as ttt
+from envs.core import Policy
 from envs.tictactoe import ACTIONS
+from envs.tictactoe_solver import best_cells
 from spiral.config import ModelConfig
-from spiral.evaluate import tictactoe_metrics as ttt
+from spiral.evaluate.exact import policy_logprob
 from spiral.models.loading import load_model, load_tokenizer, resolve_path
 from spiral.models.logprobs import pad_batch
-from spiral.models.tiny import TinySpec, encode_examples, new_model, response_text
-from spiral.rollout.selfplay import Prompter
+from spiral.models.prompting import Prompter
+from spiral.models.tiny import TinySpec, encode_examples, new_model
 
-sys.path.append(str(Path(__file__).parent))
+os.environ.setdefault("SPIRAL_BENCH_RESULTS", str(Path(__file__).parent / "results"))
+sys.path.append(str(Path(__file__).parents[1] / "bench"))
 from common import record, table  # noqa: E402
 
 BENCH = "tictactoe_capacity"
+ANSWER = envs.spec("TicTacToe-v1").answer_text  # the canonical answer of a move
 SHOWN = ("tactics/take_win", "tactics/block", "vs_perfect/loss_rate", "optimal_move_share")
 
 
@@ -50,21 +56,21 @@ def perfect_play_examples() -> list[tuple[str, str]]:
     for board in ttt.reachable_positions():
         game = ttt.position_game(board)
         observation = game.observe(game.current_player())
-        examples += [(observation, response_text(ACTIONS[c], game)) for c in best_cells(board)]
+        examples += [(observation, ANSWER(ACTIONS[c], game)) for c in best_cells(board)]
     return examples
 
 
-def model_policy(model, tokenizer) -> ttt.Policy:
+def model_policy(model, tokenizer) -> Policy:
     model.eval()
-    return ttt.policy_logprob(model, tokenizer, Prompter(tokenizer), response_text)
+    return policy_logprob(model, tokenizer, Prompter(tokenizer), ttt.exact_positions(), ANSWER)
 
 
-def exact_metrics(policy: ttt.Policy) -> dict[str, float]:
+def exact_metrics(policy: Policy) -> dict[str, float]:
     metrics = ttt.tictactoe_metrics(policy)
-    return {key: metrics[f"eval/{ttt.GAME_ID}/{key}"] for key in SHOWN}
+    return {key: metrics[key] for key in SHOWN}
 
 
-def with_perfect_tactics(policy: ttt.Policy) -> ttt.Policy:
+def with_perfect_tactics(policy: Policy) -> Policy:
     """``policy`` moved onto the cells that win now, else onto those that block (in
     proportion to its own probabilities there); other boards unchanged."""
     out = {}

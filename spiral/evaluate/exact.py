@@ -1,0 +1,108 @@
+"""Exact game metrics of a model: read its policy at every decision point a game registers,
+then let the game compute the metrics (``envs.ExactMetrics``).
+
+Training's online evaluation and ``python -m spiral.evaluate`` both call ``exact_metrics``, so
+every game that registers exact metrics (Kuhn Poker's exploitability, TicTacToe's loss rate
+against perfect play, a user's game) is reported the same way in both. Two ways to read a
+policy at a position:
+
+- ``logprob``: the probability of each legal move's canonical answer (``GameSpec.answer``,
+  plus EOS), renormalised over the legal moves. Exact, for models that answer in the canonical
+  form (the embedded model);
+- ``sample``: frequencies of parsed legal moves among ``samples`` sampled answers (uniform when
+  none parses), for models that reason before answering.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import torch
+
+import envs
+from envs.core import Game, Policy
+from spiral.models.logprobs import response_logprobs
+from spiral.records import Sample
+from spiral.rollout.actor import Actor
+from spiral.rollout.selfplay import Prompter
+
+
+def policy_logprob(model, tokenizer, prompter: Prompter, positions: dict[str, Game], answer,
+                   temperature: float = 1.0, chunk: int = 256) -> Policy:
+    """Move probabilities from the log-probs of each legal move's canonical answer (+ EOS).
+
+    ``answer(move, game)`` is the answer text whose probability stands for ``move``."""
+    samples, index = [], []
+    for key, game in positions.items():
+        prompt = prompter(game.observe(game.current_player()))
+        for move in game.legal_actions():
+            ids = tokenizer.encode(answer(move, game), add_special_tokens=False)
+            samples.append(Sample(prompt, ids + [tokenizer.eos_token_id], 0.0, []))
+            index.append((key, move))
+    totals: list[float] = []
+    with torch.no_grad():
+        for start in range(0, len(samples), chunk):
+            logp, _ = response_logprobs(model.eval(), samples[start : start + chunk],
+                                        tokenizer.pad_token_id, temperature)
+            totals += logp.sum(dim=1).tolist()
+    scores: dict[str, dict[str, float]] = {}
+    for (key, move), total in zip(index, totals):
+        scores.setdefault(key, {})[move] = total
+    return {key: _softmax(s) for key, s in scores.items()}
+
+
+def _softmax(scores: dict[str, float]) -> dict[str, float]:
+    top = max(scores.values())
+    weights = {m: math.exp(s - top) for m, s in scores.items()}
+    total = sum(weights.values())
+    return {m: w / total for m, w in weights.items()}
+
+
+def policy_sampled(actor: Actor, prompter: Prompter, positions: dict[str, Game], samples: int,
+                   seed: int, temperature: float | None = None) -> Policy:
+    """Frequencies of parsed legal moves among ``samples`` answers per position."""
+    keys, games = list(positions), list(positions.values())
+    prompts = [prompter(g.observe(g.current_player())) for g in games for _ in range(samples)]
+    generations = actor.generate(prompts, seed=seed, temperature=temperature)
+    policy = {}
+    for i, (key, game) in enumerate(zip(keys, games)):
+        chunk = generations[i * samples : (i + 1) * samples]
+        counts = Counter(game.parse_action(g.text) for g in chunk if g.finished)
+        legal = game.legal_actions()
+        valid = sum(counts[m] for m in legal)
+        policy[key] = {m: counts[m] / valid if valid else 1 / len(legal) for m in legal}
+    return policy
+
+
+def exact_metrics(game_ids, *, mode: str, model, tokenizer, actor: Actor, prompter: Prompter,
+                  samples: int, seed: int, temperature: float = 1.0
+                  ) -> tuple[dict[str, float], dict[str, Policy]]:
+    """``eval/<game>/<name>`` for every game in ``game_ids`` that registers exact metrics,
+    and the policies they were computed from."""
+    metrics: dict[str, float] = {}
+    policies: dict[str, Policy] = {}
+    for game_id in game_ids:
+        spec = envs.spec(game_id)
+        exact = spec.exact_metrics()
+        if exact is None:
+            continue
+        positions = exact.positions()
+        if mode == "sample":
+            policy = policy_sampled(actor, prompter, positions, samples, seed, temperature)
+        else:
+            policy = policy_logprob(model, tokenizer, prompter, positions, spec.answer_text,
+                                    temperature)
+        metrics |= {f"eval/{game_id}/{k}": v for k, v in exact.compute(policy).items()}
+        policies[game_id] = policy
+    return metrics, policies
+
+
+def headlines(game_ids) -> dict[str, str]:
+    """Metric key -> progress-bar label of each game's headline exact metric."""
+    out = {}
+    for game_id in game_ids:
+        exact = envs.spec(game_id).exact_metrics()
+        if exact is not None:
+            out[f"eval/{game_id}/{exact.headline}"] = exact.label
+    return out
