@@ -7,23 +7,22 @@ against perfect play, a user's game) is reported the same way in both. Two ways 
 policy at a position:
 
 - ``logprob``: the probability of each legal move's canonical answer (``GameSpec.answer``,
-  plus EOS), renormalised over the legal moves. Exact, for models that answer in the canonical
-  form (the embedded model);
+  plus EOS), renormalised over the legal moves; the prompt runs once per position and its KV
+  cache is reused for each answer. Exact, for models that answer in the canonical form (the
+  embedded model);
 - ``sample``: frequencies of parsed legal moves among ``samples`` sampled answers (uniform when
   none parses), for models that reason before answering.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import torch
 
 import envs
 from envs.core import Game, Policy
-from spiral.models.logprobs import response_logprobs
-from spiral.records import Sample
+from spiral.models.logprobs import continuation_logprobs
 from spiral.rollout.actor import Actor
 from spiral.rollout.selfplay import Prompter
 
@@ -33,30 +32,24 @@ def policy_logprob(model, tokenizer, prompter: Prompter, positions: dict[str, Ga
     """Move probabilities from the log-probs of each legal move's canonical answer (+ EOS).
 
     ``answer(move, game)`` is the answer text whose probability stands for ``move``."""
-    samples, index = [], []
-    for key, game in positions.items():
-        prompt = prompter(game.observe(game.current_player()))
-        for move in game.legal_actions():
-            ids = tokenizer.encode(answer(move, game), add_special_tokens=False)
-            samples.append(Sample(prompt, ids + [tokenizer.eos_token_id], 0.0, []))
-            index.append((key, move))
-    totals: list[float] = []
-    with torch.no_grad():
-        for start in range(0, len(samples), chunk):
-            logp, _ = response_logprobs(model.eval(), samples[start : start + chunk],
-                                        tokenizer.pad_token_id, temperature)
-            totals += logp.sum(dim=1).tolist()
-    scores: dict[str, dict[str, float]] = {}
-    for (key, move), total in zip(index, totals):
-        scores.setdefault(key, {})[move] = total
-    return {key: _softmax(s) for key, s in scores.items()}
+    keys, games = list(positions), list(positions.values())
+    prompts = [prompter(g.observe(g.current_player())) for g in games]
+    encoded: dict[str, list[int]] = {}
 
+    def answer_ids(move: str, game: Game) -> list[int]:
+        text = answer(move, game)
+        if text not in encoded:
+            encoded[text] = tokenizer.encode(text, add_special_tokens=False)
+        return encoded[text] + [tokenizer.eos_token_id]
 
-def _softmax(scores: dict[str, float]) -> dict[str, float]:
-    top = max(scores.values())
-    weights = {m: math.exp(s - top) for m, s in scores.items()}
-    total = sum(weights.values())
-    return {m: w / total for m, w in weights.items()}
+    continuations = [[answer_ids(m, g) for m in g.legal_actions()] for g in games]
+    totals = continuation_logprobs(model, prompts, continuations, tokenizer.pad_token_id,
+                                   temperature, chunk)
+    policy = {}
+    for key, game, scores in zip(keys, games, totals):
+        probs = torch.softmax(torch.tensor(scores, dtype=torch.float64), dim=0).tolist()
+        policy[key] = dict(zip(game.legal_actions(), probs))
+    return policy
 
 
 def policy_sampled(actor: Actor, prompter: Prompter, positions: dict[str, Game], samples: int,
