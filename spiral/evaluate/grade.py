@@ -328,16 +328,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="s per answer")
     parser.add_argument("--workers", type=int, default=None, help="grading processes")
     args = parser.parse_args(argv)
-    try:
-        rows = read_predictions(args.predictions)
-        verdicts = check_many(
-            [(row["prediction"], row["answer"]) for row in rows], args.timeout, args.workers
-        )
-    except (OSError, ValueError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(summarize_verdicts(verdicts)))
-    return 0
+    from spiral.errors import UserError, run_command
+
+    def grade() -> None:
+        if not (math.isfinite(args.timeout) and args.timeout > 0):
+            raise UserError(f"--timeout {args.timeout}: must be a positive number of seconds")
+        if args.workers is not None and args.workers < 1:
+            raise UserError(f"--workers {args.workers}: must be >= 1")
+        try:
+            rows = read_predictions(args.predictions)
+        except OSError as exc:  # the user's file: missing, a folder, unreadable
+            raise UserError(f"{args.predictions}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{args.predictions}: not UTF-8 text ({exc.reason})") from exc
+        except ValueError as exc:  # a line that is not a prediction (read_predictions names it)
+            raise UserError(str(exc)) from exc
+        pairs = [(row["prediction"], row["answer"]) for row in rows]
+        print(json.dumps(summarize_verdicts(check_many(pairs, args.timeout, args.workers))))
+
+    return run_command(grade)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import envs
-from spiral.config import ActorConfig, ConfigError, EnvConfig, ModelConfig, from_mapping
+import torch
+
+from spiral.config import NO_GREEDY, ActorConfig, EnvConfig, ModelConfig, from_mapping, ranged
+from spiral.errors import (
+    ConfigError,
+    check_folder,
+    check_game_kwargs,
+    check_games,
+    check_model_path,
+    check_opponent,
+)
 from spiral.evaluate.exact import exact_metrics
 from spiral.evaluate.games import outcome_rates, supported
 from spiral.evaluate.math_bench import benchmark
@@ -37,7 +46,7 @@ from spiral.models.loading import DTYPES, load_model, load_tokenizer, pick_devic
 from spiral.models.prompting import Prompter
 from spiral.records import Episode
 from spiral.rollout.actor import Actor, HFActor
-from spiral.rollout.openai_opponent import OpenAIError
+from spiral.rollout.openai_opponent import OpenAIError, OpenAIOpponent
 from spiral.rollout.opponents import named_opponent
 from spiral.rollout.selfplay import play
 from spiral.rollout.transcripts import save_games
@@ -56,40 +65,44 @@ class EvaluateConfig:
 
     checkpoint: str  # HF model dir, hub id, "embedded", or a run dir (its latest checkpoint)
     out_dir: str = "runs/eval"  # eval.json, eval.md, games/ and math/ go here
-    seed: int = 0  # everything random derives from this
+    seed: int = ranged(0, ">= 0")  # everything random derives from this
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
     dtype: str = "float32"  # float32 | bfloat16 | float16
     enable_thinking: bool | None = None  # chat-template flag for Qwen3-style templates
-    batch_size: int = 64  # prompts per generation call
+    batch_size: int = ranged(64, ">= 1")  # prompts per generation call
     # any registered id, e.g. SimpleNegotiation-v1, openspiel/leduc_poker
     games: tuple[str, ...] = ("KuhnPoker-v1", "TicTacToe-v1")
     opponents: tuple[str, ...] = ("random", "optimal")  # also checkpoint:PATH, openai:MODEL
-    matches: int = 64  # matches per (game, opponent), seats alternated
-    temperature: float = 1.0  # sampling temperature of the policy in games
-    max_new_tokens: int = 24  # game answer limit (a cut answer is invalid); raise for reasoners
-    max_turns: int | None = None  # overrides each game's turn limit (then a draw)
+    matches: int = ranged(64, ">= 1")  # matches per (game, opponent), seats alternated
+    temperature: float = ranged(1.0, "> 0", NO_GREEDY)  # the policy's sampling temperature
+    max_new_tokens: int = ranged(24, ">= 1")  # game answer limit (a cut answer is invalid)
+    max_turns: int | None = ranged(None, ">= 1")  # overrides each game's turn limit (then a draw)
     # per-game constructor overrides, e.g. {KuhnPoker-v1: {rounds: 5}}
     game_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     exact: bool = True  # the exact metrics each game registers (Kuhn exploitability, ...)
     exact_policy: str = "logprob"  # policy from canonical-answer log-probs, or "sample"
-    exact_samples: int = 64  # answers per position with exact_policy=sample
+    exact_samples: int = ranged(64, ">= 1")  # answers per position with exact_policy=sample
     math: tuple[str, ...] = ()  # math500 aime24 aime25 amc23 minerva_math olympiadbench gsm8k
-    samples: int = 4  # answers per math problem; accuracy is pass@1 averaged over them
+    samples: int = ranged(4, ">= 1")  # answers per math problem; accuracy: pass@1 averaged
     math_dir: str | None = None  # local {"id","problem","answer"} jsonl dir; None = env or hub
-    math_limit: int | None = None  # problems per benchmark (None = all)
-    math_temperature: float = 0.6  # SPIRAL's evaluation sampling
-    math_top_p: float = 0.95  # nucleus sampling for math answers
-    math_max_new_tokens: int = 8192  # long generations for reasoning
-    grade_timeout_s: float = 5.0  # math-verify deadline per answer (then graded wrong)
+    math_limit: int | None = ranged(None, ">= 1")  # problems per benchmark (None = all)
+    math_temperature: float = ranged(0.6, ">= 0")  # SPIRAL's evaluation sampling (0: greedy)
+    math_top_p: float = ranged(0.95, "(0, 1]")  # nucleus sampling for math answers
+    math_max_new_tokens: int = ranged(8192, ">= 1")  # long generations for reasoning
+    grade_timeout_s: float = ranged(5.0, "> 0")  # math-verify deadline per answer (then wrong)
 
 
 def to_config(data: dict[str, Any]) -> EvaluateConfig:
-    """Validate a plain mapping (e.g. the composed Hydra config); errors name the bad key."""
+    """Validate a plain mapping (e.g. the composed Hydra config); errors name the bad key.
+
+    Checks ranges, choices, and what the config names: games, opponents, benchmarks, the
+    checkpoint (a model folder, a run directory with a complete checkpoint, a hub id or
+    ``embedded``), without loading anything."""
     data = dict(data)
     for key in ("games", "opponents", "math"):  # games=KuhnPoker-v1 means [KuhnPoker-v1]
         if isinstance(data.get(key), str):
             data[key] = [data[key]]
-    if "checkpoint" not in data or data["checkpoint"] in (None, ""):
+    if data.get("checkpoint") in (None, "", "???"):
         raise ConfigError("checkpoint is required: python -m spiral.evaluate checkpoint=PATH")
     cfg = from_mapping(EvaluateConfig, data)
     _check(cfg)
@@ -101,19 +114,22 @@ def _check(cfg: EvaluateConfig) -> None:
                          ("exact_policy", EXACT_POLICIES)):
         if getattr(cfg, key) not in choices:
             raise ConfigError(f"{key}={getattr(cfg, key)!r} is not one of {', '.join(choices)}")
-    for key in ("matches", "samples", "exact_samples", "batch_size", "max_new_tokens"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"{key} must be >= 1, got {getattr(cfg, key)}")
-    for game_id in cfg.games:
-        try:
-            envs.spec(game_id)
-        except KeyError as err:
-            raise ConfigError(f"games: {err.args[0]}") from err
+    check_games(cfg.games, "games")
+    check_game_kwargs(cfg.game_kwargs, "game_kwargs")
+    for name in cfg.opponents:
+        check_opponent(name, cfg.games, "opponents", training=False, remote=OpenAIOpponent)
     for name in cfg.math:
         try:
             benchmark(name)
         except ValueError as err:
             raise ConfigError(f"math: {err}") from err
+    if cfg.math_dir is not None:
+        check_folder(cfg.math_dir, "math_dir")
+    if cfg.checkpoint != "embedded":  # resolving it would build the embedded model
+        check_model_path(resolve_checkpoint(cfg.checkpoint), "checkpoint", shown=cfg.checkpoint,
+                         run_dir=True)
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' but no CUDA device is available; allowed here: auto, cpu")
 
 
 # --------------------------------------------------------------------------- games
@@ -185,11 +201,12 @@ def math_metrics(actor: Actor, tokenizer, cfg: EvaluateConfig, notes: list[str],
 
 def resolve_checkpoint(path: str) -> str:
     """``embedded`` -> the embedded model; a run dir -> its latest checkpoint; else as given."""
-    run_dir = Path(path)
+    run_dir = Path(path).expanduser()
     if (run_dir / "checkpoints").is_dir():
         latest = checkpoint.latest(run_dir)
         if latest is None:
-            raise FileNotFoundError(f"{run_dir / 'checkpoints'} holds no complete checkpoint")
+            raise ConfigError(f"checkpoint={path!r}: {run_dir / 'checkpoints'} holds no complete "
+                              "checkpoint")
         return str(latest)
     return resolve_path(path)
 

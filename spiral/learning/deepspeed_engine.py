@@ -4,6 +4,9 @@ The PPO loop is ``spiral.learning.ppo.PPO`` (the same update as the torch engine
 ranks); this module supplies the engine. Choices:
 
 - the optimizer is torch's AdamW handed to DeepSpeed, so the update is the torch engine's;
+  DeepSpeed calls it after its own checks, so it is where a step is dropped that every rank
+  agreed to skip (a non-finite loss on some rank) or, at stage 0, that has a non-finite
+  gradient (stages 1-3 and bf16 skip those themselves, from an all-reduced norm);
   ``managed_gradient_accumulation=false`` lets our micro-batch count vary per minibatch: each
   ``step()`` is the accumulation boundary;
 - ``model.dtype=bfloat16`` turns on DeepSpeed's bf16 mode (bf16 weights and activations, fp32
@@ -23,7 +26,7 @@ import contextlib
 import torch
 
 from spiral.config import LearnerConfig
-from spiral.distributed import Dist
+from spiral.distributed import Dist, all_reduce
 from spiral.learning.engines import adamw
 from spiral.learning.ppo import dummy_group
 from spiral.models.logprobs import LogprobModel
@@ -59,12 +62,13 @@ class DeepSpeedEngine:
 
         self.dist = dist
         config = ds_config(cfg, bf16, cuda=next(model.parameters()).is_cuda)
+        self.stage = config["zero_optimization"]["stage"]
+        self.adam = adamw(model, cfg, kind=GuardedAdamW)
+        self.adam.check_grads = self.stage == 0  # stage 0's grads are full and all-reduced
         self.engine, self.ds_optimizer, _, _ = deepspeed.initialize(
-            model=LogprobModel(model, pad_id, temperature), optimizer=adamw(model, cfg),
-            config=config,
+            model=LogprobModel(model, pad_id, temperature), optimizer=self.adam, config=config,
         )
         self.module: LogprobModel = self.engine.module
-        self.stage = config["zero_optimization"]["stage"]
         self.optimizer = FullOptimizerState(self, bf16)
 
     def forward(self, group):
@@ -77,10 +81,15 @@ class DeepSpeedEngine:
         # DeepSpeed averages gradients over ranks; the global loss is a sum
         self.engine.backward(loss * self.dist.world_size, scale_wrt_gas=False)
 
-    def step(self) -> float:
-        self.engine.step()
+    def step(self, skip: bool = False) -> tuple[float, bool]:
+        self.adam.hold = all_reduce([float(skip)], self.dist, "max")[0] > 0
+        self.adam.stepped = False
+        try:
+            self.engine.step()
+        finally:
+            self.adam.hold = False
         norm = self.engine.get_global_grad_norm()
-        return float(norm) if norm is not None else 0.0
+        return (float(norm) if norm is not None else 0.0), self.adam.stepped
 
     def set_lr(self, lr: float) -> None:
         """The learning rate for the next updates (the AdamW that DeepSpeed steps)."""
@@ -122,7 +131,7 @@ class FullOptimizerState:
 
     @property
     def base(self) -> torch.optim.Optimizer:
-        return self.engine.ds_optimizer.optimizer
+        return self.engine.adam
 
     def _params(self) -> list[torch.nn.Parameter]:
         return list(self.engine.module.model.parameters())
@@ -178,6 +187,22 @@ class FullOptimizerState:
             g["lr"], g["weight_decay"] = lr, decay
 
 
+class GuardedAdamW(torch.optim.AdamW):
+    """torch AdamW that leaves weights and state untouched while ``hold`` is set, or when
+    ``check_grads`` and a gradient is non-finite; ``stepped`` says whether it updated."""
+
+    hold, check_grads, stepped = False, False, False
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        if self.hold or (self.check_grads and grads and not bool(
+                torch.stack([torch.isfinite(g).all() for g in grads]).all())):
+            return None
+        self.stepped = True
+        return super().step(closure)
+
+
 class _Fixed:
     """A precomputed ``state_dict`` (what ``checkpoint.save`` reads from an optimizer)."""
 
@@ -196,3 +221,6 @@ class _WithWeights:
 
     def save_pretrained(self, path, **kwargs) -> None:
         self.model.save_pretrained(path, state_dict=self.weights, **kwargs)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.weights

@@ -11,12 +11,13 @@ rest of a learner (weights for the actor, schedules, the KL reference, checkpoin
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any, Protocol
 
 import torch
 
 from spiral.config import LearnerConfig
-from spiral.distributed import Dist
+from spiral.distributed import Dist, all_reduce
 from spiral.models.logprobs import LogprobModel
 from spiral.records import Sample
 
@@ -31,7 +32,10 @@ class Engine(Protocol):
 
     def backward(self, loss: torch.Tensor, last: bool) -> None: ...
 
-    def step(self) -> float: ...  # optimizer step; returns the global gradient norm
+    def step(self, skip: bool = False) -> tuple[float, bool]:
+        """The optimizer step, taken on every rank or on none: none when any rank passes
+        ``skip`` (its loss was non-finite) or the global gradient norm is non-finite. Gradients
+        are zeroed either way. Returns (global gradient norm, whether the step was taken)."""
 
     def sync_context(self, last: bool): ...  # wraps forward + backward of one micro-batch
 
@@ -42,9 +46,8 @@ class Engine(Protocol):
     def checkpoint_view(self) -> tuple[Any, Any]: ...  # (model, optimizer) to save; collective
 
 
-def adamw(model, cfg: LearnerConfig) -> torch.optim.AdamW:
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas,
-                             weight_decay=cfg.weight_decay)
+def adamw(model, cfg: LearnerConfig, kind=torch.optim.AdamW) -> torch.optim.AdamW:
+    return kind(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
 
 
 class TorchEngine:
@@ -72,11 +75,15 @@ class TorchEngine:
     def backward(self, loss: torch.Tensor, last: bool) -> None:
         (loss * self.dist.world_size).backward()  # DDP averages; the global loss is a sum
 
-    def step(self) -> float:
-        norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
-        self.optimizer.step()
+    def step(self, skip: bool = False) -> tuple[float, bool]:
+        """Under DDP the gradients (so the norm) are already global; the all-reduced flag makes
+        the decision one all the same."""
+        norm = float(torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip))
+        bad = all_reduce([float(skip or not math.isfinite(norm))], self.dist, "max")[0] > 0
+        if not bad:
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(norm)
+        return norm, not bad
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:

@@ -103,11 +103,13 @@ class PPOLearner:
 
     def save_checkpoint(self, run_dir, step: int, tokenizer, state: dict, keep: int):
         """Write checkpoint ``step``: HF weights, optimizer tensors, the KL reference and
-        ``state``. Every rank calls it (gathering is collective); rank 0 writes."""
+        ``state``. Every rank calls it (gathering is collective); rank 0 writes. A non-finite
+        tensor raises `checkpoint.CheckpointError` on every rank and nothing is written."""
         model, optimizer = self.engine.checkpoint_view()
-        if not self.dist.is_main:
-            return None
         extra = {"reference": self.reference.state_dict()} if self.reference is not None else {}
+        if not self.dist.is_main:  # refuse a non-finite tensor where rank 0's save refuses it
+            checkpoint.check_finite(step, model, optimizer, extra)
+            return None
         return checkpoint.save(run_dir, step, model, tokenizer, optimizer, state, keep=keep,
                                extra=extra)
 

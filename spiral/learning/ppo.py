@@ -10,7 +10,10 @@ ranks' samples (a world of one is the single-process learner):
 - a minibatch's loss is normalised by its *global* number of sequences (one all-reduce of the
   counts), and gradients are summed over ranks (the engine scales by the world size what DDP
   and DeepSpeed average);
-- statistics are all-reduced, so every rank returns the global numbers.
+- statistics are all-reduced, so every rank returns the global numbers;
+- a non-finite loss (on any rank) or gradient norm skips that optimizer step on every rank:
+  gradients are dropped, weights and optimizer state stay as they were. The step is counted in
+  ``train/skipped_updates`` and left out of the other statistics.
 
 The engine (``spiral.learning.engines``) supplies forward / backward / optimizer step.
 """
@@ -105,20 +108,23 @@ class PPO:
         counts = all_reduce([float(len(samples)),
                              float(sum(len(s.response_ids) for s in samples))], self.dist)
         if not batches:
-            return {"train/samples": 0}
+            return {"train/samples": 0, "train/skipped_updates": 0}
         old = [self._old(b) for b in batches]
         ref = [self._fixed(self.reference, b) for b in batches] if self.reference else None
-        totals = [0.0] * len(STAT_NAMES)  # shares of the global sums
-        grad_norm = 0.0
+        totals = [0.0] * len(STAT_NAMES)  # shares of the global sums, over the steps taken
+        grad_norm, taken = 0.0, 0
         for _ in range(self.epochs):
             for m, batch in enumerate(batches):
-                local = self._step(batch, old[m], ref[m] if ref else None)
-                totals = [t + v for t, v in zip(totals, local[:-1])]
-                grad_norm += local[-1]
+                local, norm, applied = self._step(batch, old[m], ref[m] if ref else None)
+                if applied:  # the same decision on every rank
+                    totals = [t + v for t, v in zip(totals, local)]
+                    grad_norm, taken = grad_norm + norm, taken + 1
         totals = all_reduce(totals, self.dist)
-        steps = self.epochs * len(batches)
-        out = {f"train/{k}": v / steps for k, v in zip(STAT_NAMES, totals)}
-        out["train/grad_norm"] = grad_norm / steps
+        out = {}
+        if taken:
+            out = {f"train/{k}": v / taken for k, v in zip(STAT_NAMES, totals)}
+            out["train/grad_norm"] = grad_norm / taken
+        out["train/skipped_updates"] = self.epochs * len(batches) - taken
         out["train/samples"] = int(counts[0])
         out["train/response_tokens"] = int(counts[1])
         out["time/learner_s"] = time.perf_counter() - started
@@ -140,8 +146,9 @@ class PPO:
         module.eval()
         return [module(group)[0] for group in batch.groups]
 
-    def _step(self, batch: Minibatch, old, ref) -> list[float]:
-        """One optimizer step over a minibatch's micro-batches; its stats and grad norm."""
+    def _step(self, batch: Minibatch, old, ref) -> tuple[list[float], float, bool]:
+        """One optimizer step over a minibatch's micro-batches: its stats, the grad norm, and
+        whether the step was taken (not when a loss or the norm is non-finite)."""
         self.engine.module.train()
         sums = [0.0] * len(STAT_NAMES)
         last = len(batch.groups) - 1
@@ -155,7 +162,8 @@ class PPO:
                 share = len(group) / batch.num_sequences
                 sums = [sums[0] + terms.loss.item(), sums[1] + terms.clip_fraction * share,
                         sums[2] + terms.approx_kl * share, sums[3] + terms.ref_kl * share]
-        return sums + [self.engine.step()]
+        norm, applied = self.engine.step(skip=not math.isfinite(sums[0]))
+        return sums, norm, applied
 
     def _loss(self, logp, mask, group, old, ref, num_sequences) -> LossTerms:
         adv = torch.tensor([s.advantage for s in group], device=logp.device)

@@ -1,4 +1,9 @@
-"""Loading models and tokenizers: the embedded tiny model, any HF path or hub id, a checkpoint."""
+"""Loading models and tokenizers: the embedded tiny model, any HF path or hub id, a checkpoint.
+
+A path that is no usable model (missing, a folder without config.json, weights or tokenizer, a
+hub id the hub does not have or cannot serve) raises `spiral.errors.ModelError` in one line,
+which every command reports without a traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from pathlib import Path
 import torch
 
 from spiral.config import ModelConfig
+from spiral.errors import ConfigError, ModelError, model_folder_problem
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -24,18 +30,33 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("learner.device=cuda but no CUDA device is available")
+        raise ConfigError("device 'cuda' was asked for but no CUDA device is available")
     return torch.device(name)
+
+
+def _from_pretrained(load, path: str, **kwargs):
+    """``load(path)``, with a path that is no usable model as a one-line `ModelError`."""
+    if Path(path).exists():
+        problem = model_folder_problem(Path(path))
+        if problem:
+            raise ModelError(problem)
+        return load(path, **kwargs)
+    try:
+        return load(path, **kwargs)
+    except (OSError, ValueError) as err:  # hub: no such repo, no network, an invalid id
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"cannot load {path!r}: no such local folder, and from the Hugging Face "
+                         f"hub: {first}") from err
 
 
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.chat_template is None:
-        raise ValueError(f"the tokenizer at {path} has no chat template; spiral prompts need one")
+        raise ModelError(f"the tokenizer at {path} has no chat template; spiral prompts need one")
     return tokenizer
 
 
@@ -43,11 +64,8 @@ def load_model(path: str, cfg: ModelConfig, device: torch.device):
     """An HF causal LM in the configured dtype on ``device`` (safetensors weights only)."""
     from transformers import AutoModelForCausalLM
 
-    if Path(path).is_dir() and not any(Path(path).glob("*.safetensors")):
-        raise FileNotFoundError(f"{path} holds no *.safetensors weights (pickle is not loaded)")
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=DTYPES[cfg.dtype], use_safetensors=True
-    )
+    model = _from_pretrained(AutoModelForCausalLM.from_pretrained, path,
+                             dtype=DTYPES[cfg.dtype], use_safetensors=True)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False

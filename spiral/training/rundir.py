@@ -1,13 +1,16 @@
 """The run directory (fixed layout): metrics.jsonl, checkpoints/, games/, config.yaml.
 
 On resume from checkpoint ``C``, metric lines of steps after ``C`` (logged by the interrupted
-run but not covered by a checkpoint) are dropped, so every step appears exactly once.
+run but not covered by a checkpoint) are dropped, so every step appears exactly once. A line
+that is not a JSON object with an integer ``step`` (a torn write, a hand edit) is dropped too,
+with a warning that counts them; the kept lines are rewritten in order, with nothing between.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -16,6 +19,8 @@ from spiral.evaluate.games import outcome_rates
 from spiral.records import Episode
 from spiral.rollout.selfplay import RolloutStats
 from spiral.rollout.transcripts import save_games
+
+log = logging.getLogger(__name__)
 
 
 class RunDir:
@@ -30,13 +35,20 @@ class RunDir:
 
         config = OmegaConf.create(dataclasses.asdict(cfg))
         (self.path / "config.yaml").write_text(OmegaConf.to_yaml(config))
-        if self.metrics_path.exists():
-            kept = [line for line in self.metrics_path.read_text().splitlines()
-                    if line.strip() and _complete(line) and json.loads(line)["step"] <= start]
-            kept = kept if start > 0 else []
-            tmp = self.metrics_path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(line + "\n" for line in kept))
-            os.replace(tmp, self.metrics_path)
+        if not self.metrics_path.exists():
+            return
+        kept = []
+        if start > 0:  # a fresh start keeps nothing
+            lines = [line for line in self.metrics_path.read_bytes().splitlines() if line.strip()]
+            rows = [(line, _row(line)) for line in lines]
+            bad = sum(row is None for _, row in rows)
+            if bad:
+                log.warning("%s: dropped %d line(s) that are not a JSON object with an integer "
+                            "'step'", self.metrics_path, bad)
+            kept = [line for line, row in rows if row is not None and row["step"] <= start]
+        tmp = self.metrics_path.with_suffix(".jsonl.tmp")
+        tmp.write_bytes(b"".join(line + b"\n" for line in kept))
+        os.replace(tmp, self.metrics_path)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         with open(self.metrics_path, "a") as f:
@@ -46,8 +58,8 @@ class RunDir:
     def read_metrics(self) -> list[dict]:
         if not self.metrics_path.exists():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines()
-                if line.strip() and _complete(line)]
+        rows = (_row(line) for line in self.metrics_path.read_bytes().splitlines())
+        return [row for row in rows if row is not None]
 
     def save_games(self, step: int, episodes: list[Episode]) -> Path:
         return save_games(self.path / "games", step, episodes)
@@ -117,8 +129,11 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def _complete(line: str) -> bool:
+def _row(line: bytes) -> dict | None:
+    """A metrics line as a dict, or None unless it is a JSON object with an integer ``step``."""
     try:
-        return "step" in json.loads(line)
-    except json.JSONDecodeError:
-        return False
+        row = json.loads(line)
+    except ValueError:  # not JSON, or not UTF-8 (UnicodeDecodeError)
+        return None
+    ok = isinstance(row, dict) and type(row.get("step")) is int
+    return row if ok else None

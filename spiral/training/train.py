@@ -8,7 +8,9 @@
         every k steps: evaluate, checkpoint, save transcripts
 
 Everything random derives from (seed, step), so a run resumed from its checkpoint at step C
-replays steps C+1... exactly as an uninterrupted run would.
+replays steps C+1... exactly as an uninterrupted run would. Before anything in ``out_dir`` is
+read or written, ``spiral.training.guard`` takes the run's lock (one run per out_dir) and
+compares the config with the one the resumed state was trained under.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from spiral.models.prompting import Prompter
 from spiral.rollout.actor import Actor, HFActor
 from spiral.rollout.opponents import named_opponent
 from spiral.rollout.selfplay import RolloutStats, play
+from spiral.training import guard
 from spiral.training.rundir import Progress, RunDir, summarize
 
 
@@ -51,12 +54,15 @@ class Trainer:
     dist: distributed.Dist = distributed.Dist()
 
 
-def build(cfg: RunConfig) -> Trainer:
-    """Load the model (or the run's latest checkpoint) and every component of the loop."""
-    dist = distributed.setup(cfg.learner.device, need_group=cfg.learner.backend == "deepspeed"
-                             or cfg.actor.backend == "vllm")
+def build(cfg: RunConfig, dist: distributed.Dist) -> Trainer:
+    """Load the model (or the run's latest checkpoint) and every component of the loop.
+
+    The caller holds out_dir's lock; a config change that must not happen refuses here, before
+    the model loads."""
     run = RunDir(Path(cfg.out_dir))
-    resume_from = checkpoint.latest(run.path)
+    resume_from = checkpoint.latest(run.path) if dist.is_main else None
+    resume_from = distributed.all_gather_objects(resume_from, dist)[0]  # rank 0 decides for all
+    guard.check_resume(cfg, resume_from, dist)
     base = str(resume_from) if resume_from else resolve_path(cfg.model.name_or_path)
     device = pick_device(cfg.learner.device)
     tokenizer = load_tokenizer(base)
@@ -104,9 +110,18 @@ def train(cfg: RunConfig, stop=None, max_seconds: float | None = None) -> Path:
     """Train to ``cfg.steps`` (resuming if ``out_dir`` holds a checkpoint); returns out_dir.
 
     ``stop(metrics) -> bool`` and ``max_seconds`` end the run early (benchmarks use them); the
-    step where it ends is checkpointed like the last one.
+    step where it ends is checkpointed like the last one. Raises ``guard.RunRefused`` while
+    another run holds ``out_dir``, or when a key that defines the run changed.
     """
-    t = build(cfg)
+    dist = distributed.setup(cfg.learner.device, need_group=cfg.learner.backend == "deepspeed"
+                             or cfg.actor.backend == "vllm")
+    with guard.exclusive(Path(cfg.out_dir), dist):
+        return _run(build(cfg, dist), stop, max_seconds)
+
+
+def _run(t: Trainer, stop, max_seconds: float | None) -> Path:
+    """The loop of ``train``: evaluate at step 0, then step, evaluate, log and checkpoint."""
+    cfg = t.cfg
     started = time.time()
     elapsed = lambda: t.elapsed_before + time.time() - started  # noqa: E731
     if t.start == 0 and cfg.eval.every:
