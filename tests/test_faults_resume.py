@@ -113,6 +113,17 @@ def test_another_seed_is_refused_with_the_diff_until_forced(run, caplog):
     assert "seed: 1\n" in (run / "config.yaml").read_text()
 
 
+def test_a_run_whose_checkpoints_all_fail_is_not_restarted_over_its_metrics(run):
+    """Starting over would truncate metrics.jsonl: with checkpoints present and none good, the
+    relaunch stops and says what to do."""
+    for folder in (run / "checkpoints").iterdir():
+        (folder / "model.safetensors").write_bytes(b"garbage")
+    before = snapshot(run)
+    with pytest.raises(guard.RunRefused, match="no checkpoint passes its checks"):
+        train(small(run, steps=3))
+    assert snapshot(run) == before and steps_logged(run) == [1, 2]
+
+
 def test_another_game_list_is_refused_from_the_command_line(run):
     before = snapshot(run)
     done = launch(run, "steps=3", "env.games=[TicTacToe-v1]")

@@ -147,9 +147,22 @@ def check_resume(cfg: RunConfig, resume_from: Path | None,
     difference unless ``cfg.resume_force``, log the rest. Reads files only (rank 0)."""
     refusal = None
     if dist.is_main:
+        refusal = no_good_checkpoint(Path(cfg.out_dir)) if resume_from is None else None
         saved, source = saved_config(Path(cfg.out_dir), resume_from)
-        refusal = review(cfg, saved, source) if saved is not None else None
+        if refusal is None and saved is not None:
+            refusal = review(cfg, saved, source)
     agree(refusal, dist)
+
+
+def no_good_checkpoint(out_dir: Path) -> str | None:
+    """A refusal when ``out_dir`` holds checkpoints but none passes its checks: starting over
+    would drop the run's metrics, so a person decides (the warnings above say what is wrong)."""
+    found = checkpoint.list_checkpoints(out_dir)
+    if not found:
+        return None
+    names = ", ".join(p.name for p in found)
+    return (f"{out_dir}: no checkpoint passes its checks ({names}; see the warnings above); "
+            f"move {out_dir / 'checkpoints'} away to start over, or use another out_dir")
 
 
 def saved_config(out_dir: Path, resume_from: Path | None) -> tuple[dict | None, str]:
