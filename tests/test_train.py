@@ -167,3 +167,32 @@ def test_learning_rate_schedule_reaches_the_optimizer_across_a_resume(tmp_path):
     assert want == pytest.approx([1e-3, 5.5e-4, 1e-4])
     assert applied == pytest.approx(want)
     assert [metrics(tmp_path)[s]["train/lr"] for s in (1, 2, 3)] == pytest.approx(want)
+
+
+def test_online_evaluation_reports_each_trained_games_exact_metrics(tmp_path, micro):
+    """Online evaluation calls the dispatch `spiral.evaluate` uses: TicTacToe's exact metrics
+    are logged during training, equal to those of the saved checkpoint evaluated offline."""
+    import torch
+
+    from spiral.config import ModelConfig
+    from spiral.evaluate.exact import exact_metrics
+    from spiral.models.loading import load_model, load_tokenizer
+    from spiral.models.prompting import Prompter
+
+    run = tmp_path / "run"
+    train(small(run, steps=1, model=ModelConfig(name_or_path=str(micro)),
+                env=EnvConfig(games=("KuhnPoker-v1", "TicTacToe-v1"), games_per_step=4),
+                eval=EvalConfig(every=1, games=2, opponents=("random",))))
+    rows = metrics(run)
+    for step in (0, 1):
+        assert rows[step]["eval/TicTacToe-v1/positions"] == 4520
+        assert 0.0 <= rows[step]["eval/TicTacToe-v1/vs_perfect/loss_rate"] <= 1.0
+        assert 0.0 <= rows[step]["eval/KuhnPoker-v1/exploitability"] <= 1.0
+    path = str(run / "checkpoints" / "step_1")
+    tokenizer = load_tokenizer(path)
+    model = load_model(path, ModelConfig(), torch.device("cpu"))
+    offline, _ = exact_metrics(["TicTacToe-v1"], mode="logprob", model=model,
+                               tokenizer=tokenizer, actor=None, prompter=Prompter(tokenizer),
+                               samples=1, seed=0)
+    for key, value in offline.items():
+        assert rows[1][key] == pytest.approx(value, abs=1e-6), key
