@@ -67,3 +67,34 @@ def test_pruning_keeps_the_newest(tmp_path):
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["step_6", "step_10"]
     state = json.loads((tmp_path / "checkpoints" / "step_10" / "trainer_state.json").read_text())
     assert state["step"] == 10
+
+
+def test_kl_reference_of_a_model_with_tied_embeddings_is_saved_and_restored(tmp_path):
+    """Real models tie input and output embeddings (Qwen3 up to 4B): the KL reference they
+    share a tensor in must still be written, and load back into a tied reference."""
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    from spiral.config import AlgoConfig, LearnerConfig
+    from spiral.learning.learner import make_learner
+    from spiral.models.tiny import SHIPPED
+
+    torch.manual_seed(0)
+    config = Qwen3Config(vocab_size=1024, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                         head_dim=16, tie_word_embeddings=True)
+    model = Qwen3ForCausalLM(config)
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    learner = make_learner(model, LearnerConfig(), AlgoConfig(kl_beta=0.5), pad_id=0,
+                           temperature=1.0, norm_tokens=4)
+    with torch.no_grad():
+        model.lm_head.weight.add_(1.0)  # the policy moves; the reference must not
+    path = learner.save_checkpoint(tmp_path, 1, AutoTokenizer.from_pretrained(SHIPPED),
+                                   {"elapsed_s": 0.0}, keep=2)
+    assert checkpoint.latest(tmp_path) == path
+    fresh = make_learner(Qwen3ForCausalLM(config), LearnerConfig(), AlgoConfig(kl_beta=0.5),
+                         pad_id=0, temperature=1.0, norm_tokens=4)
+    fresh.load_extra_state(path)
+    reference = fresh.reference
+    assert reference.lm_head.weight.data_ptr() == reference.model.embed_tokens.weight.data_ptr()
+    assert torch.equal(reference.lm_head.weight, learner.reference.lm_head.weight)
+    assert not torch.equal(reference.lm_head.weight, model.lm_head.weight)

@@ -171,14 +171,27 @@ def load_extra(path: Path, name: str) -> dict[str, torch.Tensor] | None:
 # --------------------------------------------------------------------------- writing
 
 
+def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU copies safetensors accepts: it refuses tensors that share memory, as a model with tied
+    input/output embeddings (Qwen3 up to 4B, SmolLM2) has in its state dict; a tensor whose
+    storage an earlier one already uses is cloned, and loading restores the tie."""
+    seen: set[int] = set()
+    out = {}
+    for key, value in tensors.items():
+        value = value.detach().cpu().contiguous()
+        storage = value.untyped_storage().data_ptr()
+        out[key] = value.clone() if storage in seen else value
+        seen.add(storage)
+    return out
+
+
 def _write(tmp: Path, step: int, model, tokenizer, optimizer, state: dict, extra: dict) -> None:
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     tensors, groups = _flatten_optimizer(optimizer)
     save_file(tensors, tmp / OPTIMIZER_FILE)
     for name, named_tensors in extra.items():
-        save_file({k: v.detach().cpu().contiguous() for k, v in named_tensors.items()},
-                  tmp / f"{name}.safetensors")
+        save_file(_unshared(named_tensors), tmp / f"{name}.safetensors")
     payload = {**state, "step": step, "checkpoint_format": FORMAT,
                "optimizer_tensors": len(tensors), "optimizer_param_groups": groups}
     (tmp / STATE_FILE).write_text(json.dumps(payload, indent=2))
