@@ -19,6 +19,7 @@ class Turn:
     text: str  # decoded response
     action: str | None  # canonical move, None when the answer was invalid
     observation: str = ""  # the observation text (kept for transcripts)
+    cut: bool = False  # the response hit the token limit (an invalid move, told apart)
 
 
 @dataclass

@@ -204,7 +204,7 @@ def _check(record: object) -> dict:
         "moves": [_move(m) for m in record["moves"]],
         "turns": [{key: _text(turn.get(key), "?" if key in ("player", "turn") else "")
                    for key in ("player", "turn", "observation", "response", "action")}
-                  for turn in record["turns"]],
+                  | {"cut": turn.get("cut") is True} for turn in record["turns"]],
     }
 
 
@@ -281,7 +281,8 @@ def result_text(match: dict) -> str:
 def render_turn(turn: dict) -> str:
     """One checked turn (see `_check`): every value is text and is escaped here."""
     action = turn["action"]
-    move = f"<code>{escape(action)}</code>" if action else "<strong>invalid move</strong>"
+    invalid = "cut at the length limit" if turn.get("cut") else "invalid move"
+    move = f"<code>{escape(action)}</code>" if action else f"<strong>{invalid}</strong>"
     response = turn["response"]
     think = THINK.match(response.strip())
     body = []

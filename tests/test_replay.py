@@ -110,6 +110,13 @@ def test_outcomes_are_the_models_own_or_per_seat_in_self_play():
     assert outcome(invalid) == "invalid"
 
 
+def test_a_cut_answer_is_shown_apart_from_an_invalid_one():
+    base = {"player": "0", "turn": "0", "observation": "o", "response": "\\boxed{[ch", "action": ""}
+    assert "cut at the length limit" in replay.render_turn({**base, "cut": True})
+    plain = replay.render_turn({**base, "cut": False})
+    assert "invalid move" in plain and "cut at" not in plain
+
+
 def test_command_writes_the_page(games_dir, capsys):
     assert main([str(games_dir)]) == 0
     assert (games_dir / "replay.html").read_text().startswith("<!DOCTYPE html>")

@@ -55,6 +55,22 @@ def test_answer_cut_at_length_limit_is_invalid_even_if_it_parses():
     actor = ScriptedActor(lambda p, r: "\\boxed{[check]}", finished=False)
     episodes = play(actor, prompter, env, 4, seed=0)
     assert all(ep.invalid_player == 0 for ep in episodes)
+    assert all(ep.turns[0].cut for ep in episodes)  # told apart from an unparseable answer
+
+
+def test_cut_answers_are_counted_apart_from_unparseable_ones_in_metrics_and_transcripts():
+    from spiral.rollout.selfplay import RolloutStats
+    from spiral.rollout.transcripts import transcript
+    from spiral.training.rundir import summarize
+
+    env = EnvConfig(games=("KuhnPoker-v1",))
+    cut = play(ScriptedActor(lambda p, r: "\\boxed{[check]}", finished=False), prompter, env,
+               4, seed=0)
+    garbage = play(ScriptedActor(lambda p, r: "I fold?!"), prompter, env, 4, seed=0)
+    mixed = summarize(cut + garbage, RolloutStats())
+    assert mixed["rollout/invalid_rate"] == 1.0 and mixed["rollout/cut_rate"] == 0.5
+    assert [t["cut"] for t in transcript(cut[0], 1)["turns"]] == [True]
+    assert [t["cut"] for t in transcript(garbage[0], 1)["turns"]] == [False]
 
 
 def test_self_play_records_both_seats_and_batches_all_games_per_tick():

@@ -134,7 +134,7 @@ def _apply(match: Match, prompt: list[int], gen: Generation, env: EnvConfig) -> 
     match.episode.turns.append(Turn(
         game_id=match.episode.game_id, player=player, turn=len(match.episode.moves),
         prompt_ids=prompt, response_ids=gen.token_ids, logprobs=gen.logprobs,
-        text=gen.text, action=move, observation=observation,
+        text=gen.text, action=move, observation=observation, cut=not gen.finished,
     ))
     if move is None:
         _invalid(match, player, env)

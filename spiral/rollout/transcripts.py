@@ -27,5 +27,6 @@ def transcript(ep: Episode, step: int) -> dict:
         "invalid_player": ep.invalid_player, "truncated": ep.truncated,
         "moves": [[p, m] for p, m in ep.moves],
         "turns": [{"player": t.player, "turn": t.turn, "observation": t.observation,
-                   "response": t.text, "action": t.action} for t in ep.turns],
+                   "response": t.text, "action": t.action, "cut": t.cut}
+                  for t in ep.turns],
     }

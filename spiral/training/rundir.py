@@ -108,6 +108,8 @@ def summarize(episodes: list[Episode], rollout: RolloutStats) -> dict[str, float
         if rollout.seconds else 0.0,
         "rollout/invalid_rate": sum(ep.invalid_player is not None for ep in episodes) / max(n, 1),
         "rollout/truncated_rate": sum(ep.truncated for ep in episodes) / max(n, 1),
+        # share of the policy's turns cut at actor.max_new_tokens (invalid, but not unparseable)
+        "rollout/cut_rate": _mean([float(t.cut) for t in turns]),
         "rollout/moves_per_game": sum(len(ep.moves) for ep in episodes) / max(n, 1),
         "rollout/response_tokens_mean": _mean([len(t.response_ids) for t in turns]),
         "rollout/prompt_tokens_mean": _mean([len(t.prompt_ids) for t in turns]),
