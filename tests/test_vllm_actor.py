@@ -58,6 +58,7 @@ def test_engine_args_on_cpu(monkeypatch):
     assert args["worker_extension_cls"] == "spiral.rollout.vllm_actor.WeightSync"
     assert args["logprobs_mode"] == "processed_logprobs" and args["load_format"] == "dummy"
     assert args["kv_cache_memory_bytes"] == 1 << 30 and "gpu_memory_utilization" not in args
+    assert args["enable_chunked_prefill"] is False  # a CPU generator cannot rewind (below)
     assert os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
 
 
@@ -121,6 +122,8 @@ def check(result: dict) -> None:
     assert "disagree" in result["stale_check"]  # the check fails against the old weights
     assert "load_weights first" in result["asleep_generate"]
     assert result["turns"] > 0
+    games, prompt_tokens = result["big_batch"]
+    assert games == 48 and prompt_tokens > 4096  # one tick's prompts, prefilled whole
 
 
 @needs_vllm
@@ -182,6 +185,10 @@ def main(model_dir: str, device: str) -> dict:
     score = model_logprobs(learner.model, tokenizer.pad_token_id, 1.0)
     actor = VLLMActor(model_dir, tokenizer, ActorConfig(backend="vllm", max_new_tokens=12),
                       learner.weights(), reference=score)
+    # prompts past vLLM's default token budget (~120 tokens x 48 > 4096): a chunked prefill
+    # of a request with its own seed made vLLM rewind the CPU generator, which raised
+    big = play(actor, Prompter(tokenizer), EnvConfig(), 48, seed=5)
+    big_prompt_tokens = sum(len(t.prompt_ids) for ep in big for t in ep.turns[:1])
     episodes = play(actor, Prompter(tokenizer), EnvConfig(), 4, seed=3)
     samples = role_conditioned_advantages(episodes, RoleBaselines(), drop_zero=False)
     before = score(samples)
@@ -207,7 +214,8 @@ def main(model_dir: str, device: str) -> dict:
         stale_check = str(err)
     return {"rollout_error": rollout_error, "weights_changed": weights_changed,
             "sync_error": actor.sync_error, "stale_check": stale_check,
-            "asleep_generate": asleep_generate, "turns": len(samples)}
+            "asleep_generate": asleep_generate, "turns": len(samples),
+            "big_batch": [len(big), big_prompt_tokens]}
 
 
 if __name__ == "__main__":

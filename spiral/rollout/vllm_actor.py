@@ -100,6 +100,10 @@ def engine_args(model_path: str, cfg: ActorConfig, dtype: str, seed: int) -> dic
         args["gpu_memory_utilization"] = cfg.vllm.gpu_memory_utilization
         args["enable_sleep_mode"] = cfg.vllm.sleep_when_training
     else:
+        # A prompt prefilled in chunks makes vLLM rewind its sampling generator, which a CPU
+        # generator cannot (`RuntimeError: CPU Generator does not use offset` once a batch's
+        # prompts pass the token budget): on CPU every prompt is prefilled whole.
+        args["enable_chunked_prefill"] = False
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         if "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
             args["kv_cache_memory_bytes"] = 1 << 30
