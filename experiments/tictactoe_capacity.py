@@ -62,7 +62,7 @@ def perfect_play_examples() -> list[tuple[str, str]]:
 
 def model_policy(model, tokenizer) -> Policy:
     model.eval()
-    return policy_logprob(model, tokenizer, Prompter(tokenizer), ttt.exact_positions(), ANSWER)
+    return policy_logprob(model, tokenizer, Prompter(tokenizer), ttt.exact_positions(), ANSWER)[0]
 
 
 def exact_metrics(policy: Policy) -> dict[str, float]:

@@ -246,8 +246,8 @@ def test_tictactoe_logprob_policy_matches_the_learner_log_probs(micro):
     boards = ttt.reachable_positions()[::450]
     answer_text = envs.spec("TicTacToe-v1").answer_text
     positions = {b: ttt.position_game(b) for b in boards}
-    policy = exact.policy_logprob(model, tokenizer, prompter, positions, answer_text,
-                                  temperature=0.7, chunk=4)
+    policy, coverage = exact.policy_logprob(model, tokenizer, prompter, positions, answer_text,
+                                            temperature=0.7, chunk=4)
     samples, index = [], []
     for board in boards:
         game = ttt.position_game(board)
@@ -259,6 +259,8 @@ def test_tictactoe_logprob_policy_matches_the_learner_log_probs(micro):
     with torch.no_grad():
         logp, _ = response_logprobs(model, samples, tokenizer.pad_token_id, 0.7)
     totals = dict(zip(index, logp.sum(dim=1).tolist()))
+    masses = [sum(math.exp(totals[(b, m)]) for m in policy[b]) for b in boards]
+    assert coverage == pytest.approx(sum(masses) / len(masses), rel=1e-4)
     for board in boards:
         scores = torch.tensor([totals[(board, m)] for m in policy[board]], dtype=torch.float64)
         expected = torch.softmax(scores, dim=0).tolist()
@@ -279,8 +281,8 @@ def test_reported_exploitability_is_that_of_the_reported_policy(micro):
         metrics, details = runner.exact_game_metrics(model, tokenizer, actor, prompter, cfg)
         reported = metrics["eval/KuhnPoker-v1/exploitability"]
         assert reported == kuhn_exploitability(details["policies"]["KuhnPoker-v1"])
-    again = exact.policy_logprob(model, tokenizer, prompter, infostate_positions(),
-                                 envs.spec("KuhnPoker-v1").answer_text)
+    again, _ = exact.policy_logprob(model, tokenizer, prompter, infostate_positions(),
+                                    envs.spec("KuhnPoker-v1").answer_text)
     cfg = config(games=("KuhnPoker-v1",))
     metrics, _ = runner.exact_game_metrics(model, tokenizer, actor, prompter, cfg)
     assert metrics["eval/KuhnPoker-v1/exploitability"] == pytest.approx(
@@ -315,11 +317,13 @@ def test_sampled_kuhn_frequencies_converge_to_the_logprob_policy(micro):
         optimizer.step()
         optimizer.zero_grad()
     model.eval()
-    by_logprob = exact.policy_logprob(model, tokenizer, prompter, infostate_positions(), boxed)
+    by_logprob, coverage = exact.policy_logprob(model, tokenizer, prompter,
+                                                infostate_positions(), boxed)
     assert all(by_logprob[key]["[check]"] > 0.65 for key in ("J", "Q", "K"))  # far from uniform
     actor = HFActor(model, tokenizer, ActorConfig(max_new_tokens=10, batch_size=2400))
     n = 400
-    sampled = exact.policy_sampled(actor, prompter, infostate_positions(), n, seed=1)
+    sampled, sampled_coverage = exact.policy_sampled(actor, prompter, infostate_positions(), n,
+                                                     seed=1)
     games = [infostate_game(key) for key in INFOSTATES]
     answers = [[tokenizer.encode(boxed(m), add_special_tokens=False) + [tokenizer.eos_token_id]
                 for m in g.legal_actions()] for g in games]
@@ -332,6 +336,31 @@ def test_sampled_kuhn_frequencies_converge_to_the_logprob_policy(micro):
             stderr = (p * (1 - p) / (n * legal_mass)) ** 0.5
             assert abs(sampled[key][move] - p) < 4 * stderr, (key, move)
     assert abs(kuhn_exploitability(sampled) - kuhn_exploitability(by_logprob)) < 0.1
+    masses = [sum(math.exp(s) for s in legal_scores) for legal_scores in scores]
+    assert coverage == pytest.approx(sum(masses) / len(masses), abs=1e-6)
+    assert sampled_coverage > coverage - 0.05  # other legal spellings parse too
+
+
+def test_exact_coverage_flags_a_policy_read_from_answers_the_model_does_not_give():
+    """A real model reasons before it answers: the canonical answers then get almost no
+    probability, the logprob policy describes nothing it plays, and the coverage says so.
+    The embedded model, pretrained on the canonical answers, gives them most of its mass."""
+    from spiral.models.tiny import SHIPPED
+
+    tokenizer = load_tokenizer(str(SHIPPED))
+    model = load_model(str(SHIPPED), ModelConfig(), torch.device("cpu"))
+    prompter = Prompter(tokenizer)
+    own = envs.spec("KuhnPoker-v1").answer_text
+    _, canonical = exact.policy_logprob(model, tokenizer, prompter, infostate_positions(), own)
+    _, foreign = exact.policy_logprob(
+        model, tokenizer, prompter, infostate_positions(),
+        lambda move, game: f"Let me think step by step. Zebra {move} quantum.")
+    assert foreign < 1e-6 and canonical > 0.5, (foreign, canonical)
+    actor = HFActor(model, tokenizer, ActorConfig(max_new_tokens=8))
+    metrics, _ = exact.exact_metrics(["KuhnPoker-v1"], mode="logprob", model=model,
+                                     tokenizer=tokenizer, actor=actor, prompter=prompter,
+                                     samples=1, seed=0)
+    assert metrics["eval/KuhnPoker-v1/exact_coverage"] == pytest.approx(canonical)
 
 
 # --------------------------------------------------------------------------- math

@@ -28,8 +28,9 @@ from spiral.rollout.selfplay import Prompter
 
 
 def policy_logprob(model, tokenizer, prompter: Prompter, positions: dict[str, Game], answer,
-                   temperature: float = 1.0, chunk: int = 256) -> Policy:
-    """Move probabilities from the log-probs of each legal move's canonical answer (+ EOS).
+                   temperature: float = 1.0, chunk: int = 256) -> tuple[Policy, float]:
+    """Move probabilities from the log-probs of each legal move's canonical answer (+ EOS),
+    and the coverage: the mean total probability of those answers over the positions.
 
     ``answer(move, game)`` is the answer text whose probability stands for ``move``."""
     keys, games = list(positions), list(positions.values())
@@ -45,34 +46,42 @@ def policy_logprob(model, tokenizer, prompter: Prompter, positions: dict[str, Ga
     continuations = [[answer_ids(m, g) for m in g.legal_actions()] for g in games]
     totals = continuation_logprobs(model, prompts, continuations, tokenizer.pad_token_id,
                                    temperature, chunk)
-    policy = {}
+    policy, mass = {}, 0.0
     for key, game, scores in zip(keys, games, totals):
-        probs = torch.softmax(torch.tensor(scores, dtype=torch.float64), dim=0).tolist()
-        policy[key] = dict(zip(game.legal_actions(), probs))
-    return policy
+        scores = torch.tensor(scores, dtype=torch.float64)
+        policy[key] = dict(zip(game.legal_actions(), torch.softmax(scores, dim=0).tolist()))
+        mass += float(torch.logsumexp(scores, dim=0).exp())
+    return policy, mass / len(keys)
 
 
 def policy_sampled(actor: Actor, prompter: Prompter, positions: dict[str, Game], samples: int,
-                   seed: int, temperature: float | None = None) -> Policy:
-    """Frequencies of parsed legal moves among ``samples`` answers per position."""
+                   seed: int, temperature: float | None = None) -> tuple[Policy, float]:
+    """Frequencies of parsed legal moves among ``samples`` answers per position (uniform where
+    none parses), and the coverage: the share of answers that were legal moves."""
     keys, games = list(positions), list(positions.values())
     prompts = [prompter(g.observe(g.current_player())) for g in games for _ in range(samples)]
     generations = actor.generate(prompts, seed=seed, temperature=temperature)
-    policy = {}
+    policy, parsed = {}, 0
     for i, (key, game) in enumerate(zip(keys, games)):
         chunk = generations[i * samples : (i + 1) * samples]
         counts = Counter(game.parse_action(g.text) for g in chunk if g.finished)
         legal = game.legal_actions()
         valid = sum(counts[m] for m in legal)
         policy[key] = {m: counts[m] / valid if valid else 1 / len(legal) for m in legal}
-    return policy
+        parsed += valid
+    return policy, parsed / (len(keys) * samples)
 
 
 def exact_metrics(game_ids, *, mode: str, model, tokenizer, actor: Actor, prompter: Prompter,
                   samples: int, seed: int, temperature: float = 1.0
                   ) -> tuple[dict[str, float], dict[str, Policy]]:
     """``eval/<game>/<name>`` for every game in ``game_ids`` that registers exact metrics,
-    and the policies they were computed from."""
+    and the policies they were computed from.
+
+    ``eval/<game>/exact_coverage`` says how much of the model's behaviour the policy reflects:
+    the probability it gives the canonical answers (``logprob``) or the share of its sampled
+    answers that were legal moves (``sample``). Near 0 the metrics describe answers the model
+    does not give (a reasoning model read with ``logprob``): use ``exact_policy=sample``."""
     metrics: dict[str, float] = {}
     policies: dict[str, Policy] = {}
     for game_id in game_ids:
@@ -82,11 +91,13 @@ def exact_metrics(game_ids, *, mode: str, model, tokenizer, actor: Actor, prompt
             continue
         positions = exact.positions()
         if mode == "sample":
-            policy = policy_sampled(actor, prompter, positions, samples, seed, temperature)
+            policy, coverage = policy_sampled(actor, prompter, positions, samples, seed,
+                                              temperature)
         else:
-            policy = policy_logprob(model, tokenizer, prompter, positions, spec.answer_text,
-                                    temperature)
+            policy, coverage = policy_logprob(model, tokenizer, prompter, positions,
+                                              spec.answer_text, temperature)
         metrics |= {f"eval/{game_id}/{k}": v for k, v in exact.compute(policy).items()}
+        metrics[f"eval/{game_id}/exact_coverage"] = coverage
         policies[game_id] = policy
     return metrics, policies
 
