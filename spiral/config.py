@@ -222,15 +222,16 @@ def defaults(cls: type) -> dict[str, Any]:
             value = f.default_factory()
         else:
             continue
-        out[f.name] = defaults(type(value)) if dataclasses.is_dataclass(value) else _plain(value)
+        out[f.name] = defaults(type(value)) if dataclasses.is_dataclass(value) else plain(value)
     return out
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """``value`` as YAML/JSON reads it back: tuples become lists, mapping keys strings."""
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     return value
 
 

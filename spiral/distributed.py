@@ -41,6 +41,9 @@ class Dist:
         return self.rank == 0
 
 
+ONE_PROCESS = Dist()  # a plain ``python -m spiral.launch`` run
+
+
 def from_env(environ: dict[str, str] | None = None) -> Dist:
     """The rank layout torchrun exported (a world of one when it did not)."""
     env = os.environ if environ is None else environ

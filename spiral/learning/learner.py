@@ -16,14 +16,12 @@ from typing import Any, Protocol
 import torch
 
 from spiral.config import AlgoConfig, LearnerConfig
-from spiral.distributed import Dist
+from spiral.distributed import ONE_PROCESS, Dist
 from spiral.learning.engines import Engine, TorchEngine
 from spiral.learning.ppo import PPO
 from spiral.models import checkpoint
 from spiral.models.logprobs import LogprobModel
 from spiral.records import Sample
-
-ONE_PROCESS = Dist()
 
 
 class Learner(Protocol):

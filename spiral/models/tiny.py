@@ -45,6 +45,7 @@ import torch
 
 import envs
 from envs.opponents import make_opponent
+from spiral.config import plain
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 CHAT_TEMPLATE = (
@@ -262,18 +263,13 @@ def _spec_of(path: Path) -> dict | None:
     return json.loads(info.read_text())["spec"] if info.exists() else None
 
 
-def _as_json(spec: TinySpec) -> dict:
-    """``spec`` as its recorded JSON reads back (tuples become lists)."""
-    return json.loads(json.dumps(asdict(spec)))
-
-
 def cache_root() -> Path:
     return Path(os.environ.get("SPIRAL_HOME", Path.home() / ".cache" / "spiral"))
 
 
 def embedded_model_path(spec: TinySpec = TinySpec(), log=print) -> Path:
     """The shipped embedded model, or a cached build of ``spec`` (made on first use)."""
-    if _spec_of(SHIPPED) == _as_json(spec):
+    if _spec_of(SHIPPED) == plain(asdict(spec)):  # as its recorded JSON reads back
         return SHIPPED
     final = cache_root() / spec.key()
     if (final / "spiral_embedded.json").exists():

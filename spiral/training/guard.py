@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from spiral import distributed
-from spiral.config import RunConfig
+from spiral.config import RunConfig, plain
 from spiral.errors import UserError
 from spiral.models import checkpoint
 
@@ -80,7 +80,6 @@ MAY_CHANGE = (  # a name ending in "." covers its whole group
     "eval.",
 )
 NOT_COMPARED = ("resume_force",)  # how to launch, not what the run is
-ONE_PROCESS = distributed.Dist()
 
 
 class RunRefused(UserError):
@@ -89,7 +88,7 @@ class RunRefused(UserError):
 
 
 @contextlib.contextmanager
-def exclusive(out_dir: Path, dist: distributed.Dist = ONE_PROCESS) -> Iterator[None]:
+def exclusive(out_dir: Path, dist: distributed.Dist = distributed.ONE_PROCESS) -> Iterator[None]:
     """Hold ``out_dir``'s run lock (rank 0) for the ``with`` block, or refuse on every rank."""
     lock = RunLock(out_dir) if dist.is_main else None
     try:
@@ -142,7 +141,7 @@ def agree(refusal: str | None, dist: distributed.Dist) -> None:
 
 
 def check_resume(cfg: RunConfig, resume_from: Path | None,
-                 dist: distributed.Dist = ONE_PROCESS) -> None:
+                 dist: distributed.Dist = distributed.ONE_PROCESS) -> None:
     """Compare ``cfg`` with the config ``out_dir`` was run with; refuse a must-not-change
     difference unless ``cfg.resume_force``, log the rest. Reads files only (rank 0)."""
     refusal = None
@@ -205,8 +204,8 @@ def config_changes(saved: dict, cfg: RunConfig) -> list[tuple[str, Any, Any]]:
         node: Any = saved
         for part in key.split("."):
             node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
-        if node is not _ABSENT and key not in NOT_COMPARED and _plain(node) != _plain(new):
-            out.append((key, _plain(node), _plain(new)))
+        if node is not _ABSENT and key not in NOT_COMPARED and plain(node) != plain(new):
+            out.append((key, plain(node), plain(new)))
     return out
 
 
@@ -229,14 +228,6 @@ def may_change(key: str) -> bool:
 
 
 _ABSENT = object()
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
 
 
 def _diff(changes: list[tuple[str, Any, Any]]) -> str:
