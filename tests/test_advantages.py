@@ -38,6 +38,18 @@ def test_every_turn_of_a_player_gets_its_advantage_and_gamma_discounts_earlier_t
     assert baselines.get("G", 0) == pytest.approx(0.2)
 
 
+def test_gamma_discounts_the_advantage_not_only_the_return():
+    """SPIRAL's gamma^k * (R - b): hand-computed with b = 0.5 for player 0, -0.25 for player 1."""
+    baselines = RoleBaselines(decay=0.9, values={"G/0": 0.5, "G/1": -0.25})
+    ep = episode((2.0, -2.0), [turn(0, 0), turn(1, 1), turn(0, 2), turn(1, 3), turn(0, 4)])
+    samples = role_conditioned_advantages([ep], baselines, gamma=0.5, drop_zero=False)
+    p0 = [s.advantage for s in samples if s.player == 0]
+    p1 = [s.advantage for s in samples if s.player == 1]
+    assert p0 == pytest.approx([0.375, 0.75, 1.5])  # 0.25*1.5, 0.5*1.5, 1.5
+    assert p1 == pytest.approx([-0.875, -1.75])  # 0.5*(-1.75), -1.75
+    assert baselines.get("G", 0) == pytest.approx(0.9 * 0.5 + 0.1 * 2.0)
+
+
 def test_reinforce_ablation_ignores_baseline_but_still_tracks_it():
     baselines = RoleBaselines(decay=0.5, values={"G/0": 0.7})
     ep = episode((1.0, -1.0), [turn(0, 0), turn(1, 1)])

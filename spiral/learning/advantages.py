@@ -8,8 +8,10 @@ keeps an exponential moving average of the return per (game, player) and subtrac
     b[game, player] <- decay * b + (1 - decay) * R       (once per episode, in episode order)
 
 Every turn of a player in a match gets that player's advantage, optionally discounted so that
-earlier turns get gamma^(turns after it) * R - b. ``rae=False`` gives plain REINFORCE (A = R),
-the paper's ablation.
+a turn followed by k more turns of the same player gets gamma^k * (R - b), as SPIRAL does: the
+baseline estimates R, so it is discounted with it. (Discounting R alone, gamma^k * R - b, would
+push every early turn towards -b whatever the outcome.) ``rae=False`` gives plain REINFORCE
+(A = R), the paper's ablation.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def _player_samples(
     turns = [t for t in ep.turns if t.player == player]
     samples = []
     for k, turn in enumerate(turns):
-        advantage = gamma ** (len(turns) - 1 - k) * ep.returns[player] - baseline
+        advantage = gamma ** (len(turns) - 1 - k) * (ep.returns[player] - baseline)
         if drop_zero and advantage == 0.0:
             continue
         samples.append(
