@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CHECKED = ("spiral", "envs")  # not tests/ or bench/
+CHECKED = ("spiral", "envs", "tasks")  # not tests/ or bench/
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
