@@ -106,10 +106,16 @@ def test_categories_narrow_the_mix():
 # --------------------------------------------------------------------------- check_task
 
 
+# Deduction-v1's largest puzzles take ~0.2 s each to generate and prove unique; its own tests
+# (tests/test_deduction.py) check thousands of instances against a brute force.
+CHECKED = {"Deduction-v1": 40}
+
+
 def test_check_task_accepts_every_registered_task():
     for task_id in tasks.list_tasks():
-        report = tasks.check_task(task_id, n=200)
-        assert report.problems >= 400
+        n = CHECKED.get(task_id, 200)
+        report = tasks.check_task(task_id, n=n)
+        assert report.problems >= 2 * n
 
 
 def test_check_task_accepts_an_instance_and_a_class():
