@@ -2,9 +2,10 @@
 
     python bench/suite.py [--quick]
 
-Full: env speed, rollout and learner efficiency, backends and scaling, time to learn Kuhn
-Poker (stopped at exploitability 0.05 or after 15 minutes), then how far supervised perfect
-play moves the embedded model's TicTacToe tactics: under 30 minutes on this 2-core machine.
+Full: env speed, rollout and learner efficiency, the learner's log-prob memory, backends and
+scaling, time to learn Kuhn Poker (stopped at exploitability 0.05 or after 15 minutes), then
+how far supervised perfect play moves the embedded model's TicTacToe tactics: under 30 minutes
+on this 2-core machine.
 ``--quick`` (about 2 minutes) runs each bench in its quick mode, the scaling sweep
 left out and the Kuhn run stopped after 30 seconds: a check that every bench works, not figures
 to quote, so they go to a temporary directory instead of bench/results/ (where the full suite
@@ -28,6 +29,7 @@ FULL = [
     ("env_speed", []),
     ("rollout", []),
     ("learner", []),
+    ("logprob_memory", []),
     ("scale", []),
     ("learn_kuhn", ["--minutes", "15"]),
 ]
@@ -35,6 +37,7 @@ QUICK = [
     ("env_speed", ["--quick"]),
     ("rollout", ["--quick"]),
     ("learner", ["--quick"]),
+    ("logprob_memory", ["--quick"]),
     ("scale", ["--quick", "--no-scaling"]),
     ("learn_kuhn", ["--minutes", "0.5"]),
 ]

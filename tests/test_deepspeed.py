@@ -38,6 +38,17 @@ def test_ds_config_drives_zero_bf16_and_unmanaged_accumulation():
         ds_config(replace(LEARNER, deepspeed=DeepSpeedConfig(zero_stage=4)), bf16=False, cuda=False)
 
 
+@pytest.mark.parametrize("stage, cuda, overlap", [(0, True, False), (1, True, False),
+                                                  (2, True, True), (3, True, True),
+                                                  (2, False, False), (3, False, False)])
+def test_overlap_comm_only_for_zero_2_and_3_on_cuda(stage, cuda, overlap):
+    """DeepSpeed refuses overlap_comm at stages 0 and 1 on CUDA (it fails at start-up)."""
+    cfg = replace(LEARNER, deepspeed=DeepSpeedConfig(zero_stage=stage))
+    zero = ds_config(cfg, bf16=True, cuda=cuda)["zero_optimization"]
+    assert zero["stage"] == stage
+    assert zero.get("overlap_comm", False) is overlap
+
+
 def _learner(stage: int, dist: Dist, bf16: bool = False, model=None):
     from spiral.learning.learner import make_learner
 

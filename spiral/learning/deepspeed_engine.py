@@ -46,7 +46,9 @@ def ds_config(cfg: LearnerConfig, bf16: bool, cuda: bool) -> dict:
         "gradient_clipping": cfg.grad_clip,
         "zero_allow_untested_optimizer": True,
         "bf16": {"enabled": bf16},
-        "zero_optimization": {"stage": stage, "overlap_comm": cuda,
+        # overlap_comm overlaps the gradient reduce with backward, on CUDA streams; only
+        # stages 2 and 3 have it (stages 0 and 1 fail at start-up with it on)
+        "zero_optimization": {"stage": stage, "overlap_comm": cuda and stage >= 2,
                               "contiguous_gradients": True},
         "steps_per_print": 2**31 - 1,
         "wall_clock_breakdown": False,

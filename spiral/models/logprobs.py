@@ -1,17 +1,34 @@
 """Log-probs of sampled responses under a causal LM, without the full ``[tokens, vocab]`` logits.
 
 Sequences are right-padded; the prompt prefix that every sequence of a batch shares runs once
-(``spiral.models.prefix``), and only the hidden states of response positions go through the LM
-head: prompts are long and responses short, so this skips most of the vocabulary projection.
-The learner, the actors' weight-sync checks and exact evaluation all score responses here.
+(``spiral.models.prefix``), and only the hidden states of real (unpadded) response positions go
+through the LM head: prompts are long and responses short, so this skips most of the vocabulary
+projection. The learner, the actors' weight-sync checks and exact evaluation all score responses
+here.
+
+The LM head runs on ``CHUNK_TOKENS`` of the N real response positions at a time: each chunk's
+fp32 logits ``(chunk, V)`` give the chosen tokens' log-probs (``log_softmax`` read at the
+target) and are dropped. With gradients each chunk is checkpointed (``torch.utils.checkpoint``,
+non-reentrant), so the backward recomputes its logits instead of keeping them: only the hidden
+states ``(N, H)`` and the log-probs ``(N,)`` outlive the forward, and the results are scattered
+back to ``(B, R)``. With Qwen3's 151,936-entry vocabulary and 4096-token responses, the
+``[tokens, vocab]`` fp32 logits and log-softmax that the whole-batch computation kept for the
+backward were most of the learner's memory (``bench/logprob_memory.py``: about 1/5 of the peak
+now, at 2,048 response tokens, with the same values and gradients).
 """
 
 from __future__ import annotations
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from spiral.models.prefix import repeated_prefix, shared_prefix_length
 from spiral.records import Sample
+
+# Response positions per LM-head chunk: (256, 151936) fp32 logits are 156 MB, and a chunk's
+# backward holds three such buffers; 256 rows still make one large matmul per chunk
+# (bench/logprob_memory.py --chunk-tokens N compares sizes).
+CHUNK_TOKENS = 256
 
 
 def pad_batch(
@@ -35,21 +52,52 @@ def pad_batch(
 
 
 def response_logprobs(
-    model, samples: list[Sample], pad_id: int, temperature: float = 1.0
+    model, samples: list[Sample], pad_id: int, temperature: float = 1.0, *,
+    chunk_tokens: int = CHUNK_TOKENS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probs (B, R) of each sample's response tokens, and the response mask (B, R)."""
+    """Log-probs (B, R) of each sample's response tokens (0 on padding), and the response mask
+    (B, R)."""
     device = next(model.parameters()).device
     hidden, input_ids, shared = _decoder_states(model, samples, pad_id, device)  # (B, T, H)
     starts = torch.tensor([len(s.prompt_ids) - shared for s in samples], device=device)  # (B,)
     lengths = torch.tensor([len(s.response_ids) for s in samples], device=device)  # (B,)
     offsets = torch.arange(int(lengths.max()), device=device)  # (R,)
-    target_pos = (starts[:, None] + offsets[None, :]).clamp(max=input_ids.shape[1] - 1)  # (B, R)
-    picked = hidden.gather(1, (target_pos - 1)[..., None].expand(-1, -1, hidden.shape[-1]))
-    logits = model.get_output_embeddings()(picked).float() / temperature  # (B, R, V)
-    targets = input_ids.gather(1, target_pos)  # (B, R)
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
-    mask = (offsets[None, :] < lengths[:, None]).float()
-    return logp * mask, mask
+    mask = offsets[None, :] < lengths[:, None]  # (B, R)
+    rows, cols = mask.nonzero(as_tuple=True)  # (N,) each: the real response positions
+    target_pos = starts[rows] + cols  # (N,) where each response token sits in input_ids
+    states = hidden[rows, target_pos - 1]  # (N, H): the state that predicts the token
+    flat = chosen_logprobs(model.get_output_embeddings(), states, input_ids[rows, target_pos],
+                           temperature, chunk_tokens)  # (N,)
+    logp = flat.new_zeros(mask.shape).index_put((rows, cols), flat)  # (B, R)
+    return logp, mask.float()
+
+
+def chosen_logprobs(head, states: torch.Tensor, targets: torch.Tensor, temperature: float,
+                    chunk_tokens: int = CHUNK_TOKENS) -> torch.Tensor:
+    """``log_softmax(head(states) / temperature)`` at ``targets`` (N,), for states (N, H), with
+    at most ``chunk_tokens`` rows of fp32 logits alive at once, in the forward and the backward."""
+    if chunk_tokens < 1:
+        raise ValueError(f"chunk_tokens={chunk_tokens} must be >= 1")
+    grad = torch.is_grad_enabled() and (
+        states.requires_grad or any(p.requires_grad for p in head.parameters()))
+    parts = []
+    for part, target in zip(states.split(chunk_tokens), targets.split(chunk_tokens)):
+        if grad:  # backward recomputes this chunk's logits instead of keeping them
+            parts.append(checkpoint(_chunk_logprobs, head, part, target, temperature,
+                                    use_reentrant=False))
+        else:
+            parts.append(_chunk_logprobs(head, part, target, temperature))
+    return torch.cat(parts)
+
+
+def _chunk_logprobs(head, states: torch.Tensor, targets: torch.Tensor,
+                    temperature: float) -> torch.Tensor:
+    logits = head(states).float()  # (n, V)
+    if temperature != 1.0:  # dividing by 1 would cost one more (n, V) buffer and its gradient
+        logits = logits / temperature
+    # log_softmax keeps only its output for the backward (the logits go): the chunk's peak is
+    # three (n, V) buffers in the backward, against four for ``logit - logsumexp``
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets[:, None]).squeeze(-1)  # (n,)
 
 
 def _decoder_states(model, samples: list[Sample], pad_id: int, device):
@@ -75,7 +123,6 @@ def _decoder_states(model, samples: list[Sample], pad_id: int, device):
     hidden = decoder(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                      past_key_values=cache, use_cache=True).last_hidden_state
     return hidden, input_ids, shared
-
 
 
 class LogprobModel(torch.nn.Module):

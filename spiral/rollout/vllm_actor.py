@@ -168,6 +168,10 @@ class VLLMActor:
     def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Push the learner's weights (HF names) into the engine, in process, then verify once."""
         if self.asleep:
+            if torch.cuda.is_available():
+                # the learner's freed blocks stay reserved in torch's caching allocator; without
+                # handing them back, vLLM's wake-up would find the GPU full
+                torch.cuda.empty_cache()
             self.llm.wake_up(tags=["weights"])
         self.llm.collective_rpc("spiral_load_weights", args=(list(state_dict.items()),))
         if self.asleep:
