@@ -73,13 +73,14 @@ Policy = dict[str, dict[str, float]]  # decision-point key -> canonical action -
 class ExactMetrics:
     """Exact metrics of a policy, computed over every decision point of a game (no noise).
 
-    ``positions()`` maps a key to a fresh match positioned at that decision point (the policy
-    is read there: from answer log-probs or sampled answers); ``compute(policy)`` returns named
-    values (``"exploitability"``; reported as ``eval/<game id>/<name>``). ``headline`` names
+    ``positions(**game_kwargs)`` maps a key to a fresh match positioned at that decision point
+    (the policy is read there: from answer log-probs or sampled answers), made with the game's
+    constructor options as training plays it (``env.game_kwargs``); ``compute(policy)`` returns
+    named values (``"exploitability"``; reported as ``eval/<game id>/<name>``). ``headline`` names
     the value the progress bar shows, under the label ``label``.
     """
 
-    positions: Callable[[], dict[str, Game]]
+    positions: Callable[..., dict[str, Game]]
     compute: Callable[[Policy], dict[str, float]]
     headline: str
     label: str

@@ -227,8 +227,9 @@ def infostate_of(game: KuhnPoker) -> str:
     return game.private_card(game.current_player()) + game.hand_history()
 
 
-def infostate_game(key: str, opponent_card: str | None = None) -> KuhnPoker:
-    """A ``rounds=1`` game positioned at information state ``key`` (one of ``INFOSTATES``).
+def infostate_game(key: str, opponent_card: str | None = None, rounds: int = 1) -> KuhnPoker:
+    """A game positioned at information state ``key`` (one of ``INFOSTATES``) of its first hand
+    (of ``rounds``; chips 0-0, player 0 opening).
 
     The player to move holds ``key[0]``; the opponent holds ``opponent_card`` (by default the
     lowest other card). The acting player's observation does not depend on that choice."""
@@ -241,7 +242,7 @@ def infostate_game(key: str, opponent_card: str | None = None) -> KuhnPoker:
         raise ValueError(f"opponent_card must be one of {others}, got {opponent_card!r}")
     mover = len(history) & 1
     cards = (card, opponent_card) if mover == 0 else (opponent_card, card)
-    game = KuhnPoker(rounds=1)
+    game = KuhnPoker(rounds=rounds)
     game.reset(seed=0, deal=cards)
     for letter in history:
         game.step(action_for(letter, game.legal_actions()))

@@ -217,8 +217,11 @@ def _check(policy: Policy, boards: tuple[str, ...]) -> None:
         raise ValueError(f"the policy lacks {len(missing)} reachable boards, e.g. {missing[0]!r}")
 
 
-def exact_positions() -> dict[str, Game]:
-    """Every reachable board with a player to move, as a positioned match."""
+def exact_positions(**game_kwargs) -> dict[str, Game]:
+    """Every reachable board with a player to move, as a positioned match. (TicTacToe has no
+    constructor options; any given are refused as the game itself would refuse them.)"""
+    if game_kwargs:
+        raise TypeError(f"TicTacToe takes no options, got {sorted(game_kwargs)}")
     return {board: position_game(board) for board in reachable_positions()}
 
 

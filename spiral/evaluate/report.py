@@ -1,8 +1,9 @@
 """The Markdown summary of an evaluation (``eval.md``), built from the report in ``eval.json``.
 
-Three tables: games (win / draw / loss / invalid rates, each with its 95% Wilson interval, per
-game and opponent), exact metrics (Kuhn exploitability, TicTacToe optimality), math
-(accuracy and response lengths per benchmark, and their average), then any notes.
+Tables: games (win / draw / loss / invalid rates, each with its 95% Wilson interval, per game
+and opponent), exact metrics (Kuhn exploitability, TicTacToe optimality), math (accuracy and
+response lengths per benchmark, and their average), tasks (accuracy with its interval, per
+category and difficulty), then any notes.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["## Exact metrics", "", *exact_table(metrics, report["exact_keys"]), ""]
     if report.get("math_benchmarks"):
         lines += ["## Math", "", *math_table(metrics, report["math_benchmarks"]), ""]
+    if report.get("tasks"):
+        lines += ["## Tasks", "", *tasks_table(metrics, report["tasks"]), ""]
     if report.get("notes"):
         lines += ["## Notes", "", *[f"- {note}" for note in report["notes"]], ""]
     return "\n".join(lines)
@@ -69,6 +72,20 @@ def math_table(metrics: dict[str, float], names: list[str]) -> list[str]:
         mean = f"{metrics['eval/math/overall/response_tokens_mean']:.0f}"
         rows.append(["**average**", "", "", overall, mean, "", "", "", ""])
     return _table(["benchmark", *[label for label, _, _ in MATH_COLUMNS]], rows)
+
+
+def tasks_table(metrics: dict[str, float], task_ids: list[str]) -> list[str]:
+    """Accuracy (with its interval), format and cut rates and lengths per task; accuracy per
+    category and difficulty below each task."""
+    rows = []
+    for task_id in task_ids:
+        prefix = f"eval/tasks/{task_id}/"
+        shares = [f"{metrics[prefix + key]:.1%}" for key in ("format_rate", "cut_rate")]
+        rows.append([f"`{task_id}`", "all", _rate(metrics, prefix + "accuracy"), *shares,
+                     f"{metrics[prefix + 'response_tokens_mean']:.0f}"])
+        for key in sorted(k for k in metrics if k.startswith(prefix) and k.count("/") == 4):
+            rows.append(["", key.split("/")[3], f"{metrics[key]:.1%}", "", "", ""])
+    return _table(["task", "category", "accuracy", "formatted", "cut", "tokens mean"], rows)
 
 
 def _rate(metrics: dict[str, float], key: str) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from spiral.config import NO_GREEDY, ActorConfig, EnvConfig, ModelConfig, from_mapping, ranged
+from spiral.config import ActorConfig, EnvConfig, ModelConfig, from_mapping, ranged
 from spiral.errors import (
     ConfigError,
     check_folder,
@@ -41,15 +41,17 @@ from spiral.evaluate.games import outcome_rates, supported
 from spiral.evaluate.math_bench import benchmark
 from spiral.evaluate.math_eval import evaluate_math
 from spiral.evaluate.report import markdown
+from spiral.evaluate.tasks import evaluate_tasks
 from spiral.models import checkpoint
 from spiral.models.loading import DTYPES, load_model, load_tokenizer, pick_device, resolve_path
-from spiral.models.prompting import Prompter
+from spiral.models.prompting import INSTRUCTIONS, Prompter
 from spiral.records import Episode
 from spiral.rollout.actor import Actor, HFActor
 from spiral.rollout.openai_opponent import OpenAIError, OpenAIOpponent
 from spiral.rollout.opponents import named_opponent
 from spiral.rollout.selfplay import play
 from spiral.rollout.transcripts import save_games
+from tasks import list_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -74,14 +76,19 @@ class EvaluateConfig:
     games: tuple[str, ...] = ("KuhnPoker-v1", "TicTacToe-v1")
     opponents: tuple[str, ...] = ("random", "optimal")  # also checkpoint:PATH, openai:MODEL
     matches: int = ranged(64, ">= 1")  # matches per (game, opponent), seats alternated
-    temperature: float = ranged(1.0, "> 0", NO_GREEDY)  # the policy's sampling temperature
+    temperature: float = ranged(1.0, ">= 0", "0 is greedy")  # the policy's sampling temperature
+    top_p: float = ranged(1.0, "(0, 1]")  # nucleus sampling of game answers (SPIRAL: 0.95)
     max_new_tokens: int = ranged(24, ">= 1")  # game answer limit (a cut answer is invalid)
     max_turns: int | None = ranged(None, ">= 1")  # overrides each game's turn limit (then a draw)
     # per-game constructor overrides, e.g. {KuhnPoker-v1: {rounds: 5}}
     game_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    instruction: str = "brief"  # "brief" or "reason" (SPIRAL's prompt), as in training
+    parse_cut: bool = False  # parse answers cut at max_new_tokens (SPIRAL) instead of invalid
     exact: bool = True  # the exact metrics each game registers (Kuhn exploitability, ...)
     exact_policy: str = "logprob"  # policy from canonical-answer log-probs, or "sample"
     exact_samples: int = ranged(64, ">= 1")  # answers per position with exact_policy=sample
+    tasks: tuple[str, ...] = ()  # verifiable tasks, e.g. [GameTheory-v1, Deduction-v1]
+    task_problems: int = ranged(64, ">= 1")  # test-split problems per task
     math: tuple[str, ...] = ()  # math500 aime24 aime25 amc23 minerva_math olympiadbench gsm8k
     samples: int = ranged(4, ">= 1")  # answers per math problem; accuracy: pass@1 averaged
     math_dir: str | None = None  # local {"id","problem","answer"} jsonl dir; None = env or hub
@@ -99,7 +106,7 @@ def to_config(data: dict[str, Any]) -> EvaluateConfig:
     checkpoint (a model folder, a run directory with a complete checkpoint, a hub id or
     ``embedded``), without loading anything."""
     data = dict(data)
-    for key in ("games", "opponents", "math"):  # games=KuhnPoker-v1 means [KuhnPoker-v1]
+    for key in ("games", "opponents", "math", "tasks"):  # games=X means [X]
         if isinstance(data.get(key), str):
             data[key] = [data[key]]
     if data.get("checkpoint") in (None, "", "???"):
@@ -111,10 +118,14 @@ def to_config(data: dict[str, Any]) -> EvaluateConfig:
 
 def _check(cfg: EvaluateConfig) -> None:
     for key, choices in (("device", DEVICES), ("dtype", tuple(DTYPES)),
-                         ("exact_policy", EXACT_POLICIES)):
+                         ("exact_policy", EXACT_POLICIES), ("instruction", INSTRUCTIONS)):
         if getattr(cfg, key) not in choices:
             raise ConfigError(f"{key}={getattr(cfg, key)!r} is not one of {', '.join(choices)}")
     check_games(cfg.games, "games")
+    for task_id in cfg.tasks:
+        if task_id not in list_tasks():
+            raise ConfigError(f"tasks: unknown task {task_id!r}; registered: "
+                              f"{', '.join(list_tasks())}")
     check_game_kwargs(cfg.game_kwargs, "game_kwargs")
     for name in cfg.opponents:
         check_opponent(name, cfg.games, "opponents", training=False, remote=OpenAIOpponent)
@@ -137,7 +148,8 @@ def _check(cfg: EvaluateConfig) -> None:
 
 def env_config(cfg: EvaluateConfig) -> EnvConfig:
     """The rollout settings of the evaluation games (SPIRAL's invalid-move penalties)."""
-    return EnvConfig(games=cfg.games, max_turns=cfg.max_turns, game_kwargs=cfg.game_kwargs)
+    return EnvConfig(games=cfg.games, max_turns=cfg.max_turns, game_kwargs=cfg.game_kwargs,
+                     parse_cut=cfg.parse_cut, instruction=cfg.instruction)
 
 
 def evaluate_games(actor: Actor, prompter: Prompter, cfg: EvaluateConfig, notes: list[str],
@@ -180,7 +192,8 @@ def exact_game_metrics(model, tokenizer, actor: Actor, prompter: Prompter,
     information states; not TicTacToe's 4,520 boards)."""
     metrics, policies = exact_metrics(
         cfg.games, mode=cfg.exact_policy, model=model, tokenizer=tokenizer, actor=actor,
-        prompter=prompter, samples=cfg.exact_samples, seed=cfg.seed, temperature=cfg.temperature)
+        prompter=prompter, samples=cfg.exact_samples, seed=cfg.seed, temperature=cfg.temperature,
+        game_kwargs=cfg.game_kwargs)
     small = {g: p for g, p in policies.items() if len(p) <= SHOWN_POLICY_SIZE}
     return metrics, {"policies": small} if small else {}
 
@@ -228,9 +241,9 @@ def run(cfg: EvaluateConfig, log=print) -> dict[str, Any]:
     tokenizer = load_tokenizer(path)
     model = load_model(path, ModelConfig(dtype=cfg.dtype), device).eval()
     actor = HFActor(model, tokenizer, ActorConfig(
-        temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
         batch_size=cfg.batch_size))
-    prompter = Prompter(tokenizer, cfg.enable_thinking)
+    prompter = Prompter(tokenizer, cfg.enable_thinking, instruction=cfg.instruction)
     notes: list[str] = []
     log(f"games: {', '.join(cfg.games)} against {', '.join(cfg.opponents)}")
     metrics, episodes, pairs = evaluate_games(actor, prompter, cfg, notes, device)
@@ -246,10 +259,16 @@ def run(cfg: EvaluateConfig, log=print) -> dict[str, Any]:
     if cfg.math:
         log(f"math: {', '.join(cfg.math)}, {cfg.samples} samples per problem")
         metrics |= math_metrics(actor, tokenizer, cfg, notes, out / "math")
+    if cfg.tasks:
+        log(f"tasks: {', '.join(cfg.tasks)}, {cfg.task_problems} test problems each")
+        metrics |= evaluate_tasks(actor, Prompter(tokenizer, cfg.enable_thinking), cfg.tasks,
+                                  cfg.task_problems, cfg.seed, temperature=cfg.temperature,
+                                  top_p=cfg.top_p, parse_cut=cfg.parse_cut)
     report = {
         "checkpoint": cfg.checkpoint, "model_path": path, "step": step,
         "config": dataclasses.asdict(cfg), "pairs": pairs, "exact_keys": list(exact),
         "math_benchmarks": [n for n in cfg.math if f"eval/math/{n}/accuracy" in metrics],
+        "tasks": list(cfg.tasks),
         "metrics": metrics, **details, "notes": notes,
         "seconds": time.perf_counter() - started,
     }

@@ -8,7 +8,8 @@ moves inline. Penalties live here, not in the games:
 
 - an answer that does not parse to a legal move, or that is cut at the length limit, is an
   invalid move: the match ends, the offender gets ``invalid_penalty`` and the other player
-  ``invalid_other`` (SPIRAL: -1.5 / +0.5);
+  ``invalid_other`` (SPIRAL: -1.5 / +0.5). With ``env.parse_cut`` a cut answer is parsed as
+  it stands, as SPIRAL does (its ``\boxed{}`` may already be written);
 - a match still running after ``max_turns`` moves ends as a draw (returns 0).
 """
 
@@ -130,7 +131,7 @@ def _advance_fixed(match: Match, opponent, rng: random.Random, env: EnvConfig) -
 
 def _apply(match: Match, prompt: list[int], gen: Generation, env: EnvConfig) -> None:
     player, observation = match.pending[0]
-    move = match.game.parse_action(gen.text) if gen.finished else None
+    move = match.game.parse_action(gen.text) if gen.finished or env.parse_cut else None
     match.episode.turns.append(Turn(
         game_id=match.episode.game_id, player=player, turn=len(match.episode.moves),
         prompt_ids=prompt, response_ids=gen.token_ids, logprobs=gen.logprobs,

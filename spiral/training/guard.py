@@ -61,7 +61,8 @@ FORCE = "resume_force=true"
 MUST_NOT_CHANGE = (
     "seed",
     "env.games", "env.game_kwargs", "env.opponent", "env.max_turns", "env.invalid_penalty",
-    "env.invalid_other",
+    "env.invalid_other", "env.parse_cut", "env.instruction",
+    "tasks.ids", "tasks.group_size", "tasks.scale", "tasks.difficulty", "tasks.kwargs",
     "model.name_or_path", "model.enable_thinking",
     "actor.temperature", "actor.top_p", "actor.max_new_tokens",
     "learner.weight_decay", "learner.betas",
@@ -70,8 +71,8 @@ MUST_NOT_CHANGE = (
 )
 MAY_CHANGE = (  # a name ending in "." covers its whole group
     "steps", "out_dir", "checkpoint_every", "keep_checkpoints", "save_games_every", "progress",
-    "env.games_per_step",
-    "model.dtype", "model.gradient_checkpointing",
+    "env.games_per_step", "env.samples_per_step", "tasks.problems_per_step",
+    "model.family", "model.dtype", "model.gradient_checkpointing",
     "actor.backend", "actor.batch_size", "actor.vllm.",
     "learner.backend", "learner.device", "learner.lr", "learner.lr_final",
     "learner.lr_decay_steps", "learner.grad_clip", "learner.epochs", "learner.minibatches",

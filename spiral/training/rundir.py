@@ -12,11 +12,12 @@ import dataclasses
 import json
 import logging
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from spiral.evaluate.games import outcome_rates
-from spiral.records import Episode
+from spiral.evaluate.tasks import task_metrics
+from spiral.records import Attempt, Episode
 from spiral.rollout.selfplay import RolloutStats
 from spiral.rollout.transcripts import save_games
 
@@ -124,7 +125,28 @@ def summarize(episodes: list[Episode], rollout: RolloutStats) -> dict[str, float
             if returns:
                 out[f"rollout/{game_id}/return_player{player}"] = sum(returns) / len(returns)
         out |= outcome_rates(group, f"rollout/{game_id}", with_ci=False)
+        out |= invalid_reasons(group, f"rollout/{game_id}/invalid")
     return out
+
+
+def task_rollout_metrics(cfg, attempts: list[Attempt]) -> dict[str, float]:
+    """``rollout/tasks/<task id>/...``: reward, accuracy, format and cut rates of the step's
+    answers to each trained task (``spiral.evaluate.tasks.task_metrics``)."""
+    out: dict[str, float] = {}
+    for task_id in cfg.tasks.ids:
+        mine = [a for a in attempts if a.task_id == task_id]
+        out |= task_metrics(mine, f"rollout/tasks/{task_id}", problems=cfg.tasks.problems_per_step,
+                            samples=cfg.tasks.group_size)
+    return out
+
+
+def invalid_reasons(episodes: list[Episode], prefix: str) -> dict[str, float]:
+    """Share of the policy's turns that were invalid, per reason (`Turn.invalid_reason`):
+    ``<prefix>/cut``, ``<prefix>/unparseable``, ``<prefix>/illegal``."""
+    turns = [t for ep in episodes for t in ep.turns]
+    reasons = Counter(t.invalid_reason() for t in turns)
+    return {f"{prefix}/{reason}": reasons[reason] / max(len(turns), 1)
+            for reason in ("cut", "unparseable", "illegal")}
 
 
 def _mean(values: list[float]) -> float:

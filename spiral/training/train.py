@@ -2,7 +2,7 @@
 
     for step in range(start, steps):
         episodes = play(actor, games, n)                 # batched multi-turn self-play
-        samples  = role_conditioned_advantages(episodes, baselines)
+        samples  = role_conditioned_advantages(episodes, baselines)   # training/collect.py
         stats    = learner.update(samples)               # token-level PPO-clip, Dr.GRPO norm
         actor.load_weights(learner.weights())
         every k steps: evaluate, checkpoint, save transcripts
@@ -26,17 +26,19 @@ from spiral import distributed
 from spiral.config import RunConfig
 from spiral.evaluate.exact import exact_metrics, headlines
 from spiral.evaluate.games import evaluate_opponents
-from spiral.evaluate.math_eval import evaluate_math
-from spiral.learning.advantages import RoleBaselines, shared_advantages
+from spiral.evaluate.math_eval import evaluate_math, with_sampling
+from spiral.evaluate.tasks import evaluate_tasks
+from spiral.learning.advantages import RoleBaselines
 from spiral.learning.learner import Learner, make_learner
 from spiral.models import checkpoint
 from spiral.models.loading import load_model, load_tokenizer, pick_device, resolve_path
 from spiral.models.prompting import Prompter
 from spiral.rollout.actor import Actor, HFActor
 from spiral.rollout.opponents import named_opponent
-from spiral.rollout.selfplay import RolloutStats, play
+from spiral.rollout.selfplay import RolloutStats
 from spiral.training import guard
-from spiral.training.rundir import Progress, RunDir, summarize
+from spiral.training.collect import collect, collect_tasks
+from spiral.training.rundir import Progress, RunDir, summarize, task_rollout_metrics
 
 
 @dataclasses.dataclass
@@ -49,6 +51,7 @@ class Trainer:
     prompter: Prompter
     baselines: RoleBaselines
     opponent: object
+    task_prompter: Prompter | None = None  # tasks get no game framing: always "brief"
     start: int = 0
     elapsed_before: float = 0.0
     dist: distributed.Dist = distributed.Dist()
@@ -71,9 +74,11 @@ def build(cfg: RunConfig, dist: distributed.Dist) -> Trainer:
     learner = _learner(cfg, model, tokenizer, dist)
     actor = _actor(cfg, base, hf_copy, tokenizer, learner, dist)
     trainer = Trainer(
-        cfg, run, tokenizer, learner, actor, Prompter(tokenizer, cfg.model.enable_thinking),
+        cfg, run, tokenizer, learner, actor, Prompter(tokenizer, cfg.model.enable_thinking,
+                                                  instruction=cfg.env.instruction),
         RoleBaselines(cfg.algo.baseline_decay),
-        named_opponent(cfg.env.opponent, device, cfg.actor.max_new_tokens), dist=dist,
+        named_opponent(cfg.env.opponent, device, cfg.actor.max_new_tokens),
+        Prompter(tokenizer, cfg.model.enable_thinking), dist=dist,
     )
     if resume_from:
         state = checkpoint.load_state(resume_from, learner.optimizer)
@@ -154,13 +159,12 @@ def train_step(t: Trainer, step: int) -> dict[str, float]:
     cfg = t.cfg
     torch.manual_seed(_step_seed(cfg.seed, step))
     rollout = RolloutStats()
-    episodes = play(t.actor, t.prompter, cfg.env, cfg.env.games_per_step,
-                    seed=_step_seed(cfg.seed, step), opponent=t.opponent, stats=rollout,
-                    shard=(t.dist.rank, t.dist.world_size))
-    samples = shared_advantages(  # the same baselines on every rank
-        episodes, t.baselines, t.dist, rae=cfg.algo.rae, gamma=cfg.algo.gamma,
-        drop_zero=cfg.algo.drop_zero_advantage,
-    )
+    episodes, samples, rounds = collect(cfg, t.actor, t.prompter, t.baselines, t.dist,
+                                        seed=_step_seed(cfg.seed, step), opponent=t.opponent,
+                                        stats=rollout)
+    attempts, task_samples = collect_tasks(cfg, t.actor, t.task_prompter, t.dist,
+                                           seed=_step_seed(cfg.seed, step), stats=rollout)
+    samples = samples + task_samples
     t.actor.sleep()  # vLLM frees its memory while the learner trains
     if cfg.algo.ref_update_every and step > 1 and (step - 1) % cfg.algo.ref_update_every == 0:
         t.learner.refresh_reference()
@@ -170,32 +174,46 @@ def train_step(t: Trainer, step: int) -> dict[str, float]:
     stats = t.learner.update(samples)
     stats["train/kl_beta"] = cfg.algo.kl_beta_at(step)
     stats["train/lr"] = cfg.learner.lr_at(step)
+    if cfg.env.samples_per_step:
+        stats["rollout/rounds"] = float(rounds)
     t.actor.load_weights(t.learner.weights())
     episodes = distributed.gather_episodes(episodes, t.dist)  # all ranks' matches, on rank 0
+    attempts = distributed.gather_episodes(attempts, t.dist)  # and all ranks' task answers
     if episodes is None:
         return stats  # rank 0 logs the step
     if cfg.save_games_every and step % cfg.save_games_every == 0:
         t.run.save_games(step, episodes)
-    metrics = stats | summarize(episodes, rollout)
+    metrics = stats | summarize(episodes, rollout) | task_rollout_metrics(cfg, attempts)
     metrics |= {f"train/baseline/{k}": v for k, v in t.baselines.values.items()}
     return metrics
 
 
 def evaluate(t: Trainer, step: int) -> dict[str, float]:
-    """Online evaluation: fixed opponents on every trained game, and the exact metrics of
-    every trained game that registers them (the dispatch ``spiral.evaluate`` uses)."""
+    """Online evaluation: fixed opponents on every trained game, the exact metrics of every
+    trained game that registers them (the dispatch ``spiral.evaluate`` uses), and accuracy on
+    every trained task's test split."""
     cfg = t.cfg
     started = time.perf_counter()
-    metrics = evaluate_opponents(
-        t.actor, t.prompter, cfg.env, cfg.env.games, cfg.eval.opponents, cfg.eval.games,
+    actor = with_sampling(t.actor, cfg.eval.top_p, None)  # eval.top_p, SPIRAL's 0.95
+    metrics = {}
+    if cfg.tasks.ids:
+        metrics |= evaluate_tasks(
+            actor, t.task_prompter, cfg.tasks.ids, cfg.eval.task_problems,
+            seed=_step_seed(cfg.seed + 7919, step), temperature=cfg.eval.temperature,
+            top_p=cfg.eval.top_p, parse_cut=cfg.env.parse_cut, task_kwargs=cfg.tasks.kwargs)
+    if cfg.env.games_per_step == 0:  # no game is trained
+        metrics["time/eval_s"] = time.perf_counter() - started
+        return metrics
+    metrics |= evaluate_opponents(
+        actor, t.prompter, cfg.env, cfg.env.games, cfg.eval.opponents, cfg.eval.games,
         seed=_step_seed(cfg.seed + 7919, step), temperature=cfg.eval.temperature,
     )
     if cfg.eval.exact:
         exact, _ = exact_metrics(
             cfg.env.games, mode=cfg.eval.exact_policy, model=t.learner.model,
-            tokenizer=t.tokenizer, actor=t.actor, prompter=t.prompter,
+            tokenizer=t.tokenizer, actor=actor, prompter=t.prompter,
             samples=cfg.eval.exact_samples, seed=_step_seed(cfg.seed, step),
-            temperature=cfg.eval.temperature)
+            temperature=cfg.eval.temperature, game_kwargs=cfg.env.game_kwargs)
         metrics |= exact
     if cfg.eval.math:
         metrics |= evaluate_math(t.actor, t.tokenizer, cfg.eval.math, cfg.eval.math_dir,
