@@ -1,5 +1,9 @@
-"""Loading models and tokenizers: the embedded tiny model, any HF path or hub id, a checkpoint.
+"""Loading models and tokenizers: the embedded tiny model, a prepared model, any HF path or hub
+id, a checkpoint.
 
+A prepared model (``spiral.errors.PREPARED_MODELS``, e.g. ``smollm2_135m``) is a pretrained
+model that ``python -m spiral.models.prepare NAME`` converted once into spiral's cache; its name
+resolves to that folder, and is never downloaded on the way (a `ModelError` names the command).
 A path that is no usable model (missing, a folder without config.json, weights or tokenizer, a
 hub id the hub does not have or cannot serve) raises `spiral.errors.ModelError` in one line,
 which every command reports without a traceback.
@@ -12,17 +16,30 @@ from pathlib import Path
 import torch
 
 from spiral.config import ModelConfig
-from spiral.errors import ConfigError, ModelError, model_folder_problem
+from spiral.errors import (
+    PREPARED_MODELS,
+    ConfigError,
+    ModelError,
+    model_folder_problem,
+    prepared_folder,
+    prepared_problem,
+)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def resolve_path(name_or_path: str) -> str:
-    """'embedded' -> the cached embedded model (built on first use); anything else as given."""
+    """'embedded' -> the cached embedded model (built on first use); a prepared name -> its
+    folder (a `ModelError` saying how to prepare it, if it is not); anything else as given."""
     if name_or_path == "embedded":
         from spiral.models.tiny import embedded_model_path
 
         return str(embedded_model_path())
+    if name_or_path in PREPARED_MODELS:
+        problem = prepared_problem(name_or_path)
+        if problem:
+            raise ModelError(problem)
+        return str(prepared_folder(name_or_path))
     return name_or_path
 
 
