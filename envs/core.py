@@ -116,7 +116,7 @@ class GameSpec:
     answer: Ref = boxed_answer
 
     def build(self, **overrides: Any) -> Game:
-        factory = _load(self.entry_point)
+        factory = load_ref(self.entry_point)
         return factory(**{**self.kwargs, **overrides})
 
     def opponent(self, name: str):
@@ -124,13 +124,13 @@ class GameSpec:
         if name not in self.opponents:
             have = ", ".join(["random", *sorted(self.opponents)])
             raise ValueError(f"no {name!r} opponent for {self.id!r}; it has: {have}")
-        return _load(self.opponents[name])()
+        return load_ref(self.opponents[name])()
 
     def exact_metrics(self) -> ExactMetrics | None:
-        return None if self.exact is None else _load(self.exact)
+        return None if self.exact is None else load_ref(self.exact)
 
     def answer_text(self, move: str, game: Game) -> str:
-        return _load(self.answer)(move, game)
+        return load_ref(self.answer)(move, game)
 
 
 _REGISTRY: dict[str, GameSpec] = {}
@@ -191,7 +191,8 @@ def list_games() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _load(ref: Ref) -> Any:
+def load_ref(ref: Ref) -> Any:
+    """A ``"module:attr"`` entry point imported now, or the object itself."""
     if not isinstance(ref, str):
         return ref
     module_name, _, attr = ref.partition(":")

@@ -16,11 +16,12 @@ instance lands in the requested split.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from envs.core import load_ref
 
 SPLITS = ("train", "test")
 TEST_PERCENT = 20  # share of the instance space that belongs to the test split
@@ -129,7 +130,7 @@ class TaskSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def build(self, **overrides: Any) -> Task:
-        factory = _load(self.entry_point)
+        factory = load_ref(self.entry_point)
         return factory(**{**self.kwargs, **overrides})
 
 
@@ -161,10 +162,3 @@ def make(task_id: str, **kwargs: Any) -> Task:
 def list_tasks() -> list[str]:
     """Every registered id, sorted."""
     return sorted(_REGISTRY)
-
-
-def _load(ref: Ref) -> Any:
-    if not isinstance(ref, str):
-        return ref
-    module_name, _, attr = ref.partition(":")
-    return getattr(importlib.import_module(module_name), attr)

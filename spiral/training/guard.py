@@ -180,11 +180,15 @@ def saved_config(out_dir: Path, resume_from: Path | None) -> tuple[dict | None, 
     return (saved if isinstance(saved, dict) else None), str(path)
 
 
-def review(cfg: RunConfig, saved: dict, source: str) -> str | None:
-    """Log what changed since ``saved``; returns the refusal, if a frozen key changed."""
+def review(cfg, saved: dict, source: str, changeable=None) -> str | None:
+    """Log what changed since ``saved``; returns the refusal, if a frozen key changed.
+
+    ``changeable(key)`` says which keys may differ (default `may_change`: training's lists;
+    ``spiral.sft`` passes its own)."""
+    changeable = changeable or may_change
     changes = config_changes(saved, cfg)
-    frozen = [c for c in changes if not may_change(c[0])]
-    allowed = [c for c in changes if may_change(c[0])]
+    frozen = [c for c in changes if not changeable(c[0])]
+    allowed = [c for c in changes if changeable(c[0])]
     if frozen and not cfg.resume_force:
         return (f"{cfg.out_dir}: keys that define the run changed since {source} (saved -> new): "
                 f"{_diff(frozen)}; use another out_dir, or add {FORCE} to resume anyway")

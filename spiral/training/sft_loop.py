@@ -220,18 +220,7 @@ def review(cfg: SFTConfig, saved: dict, source: str) -> str | None:
     if "mode" not in saved:
         return (f"{cfg.out_dir} holds a run of another command ({source} has no 'mode'); "
                 "choose another out_dir")
-    changes = guard.config_changes(saved, cfg)
-    frozen = [c for c in changes if not may_change(c[0])]
-    allowed = [c for c in changes if may_change(c[0])]
-    if frozen and not cfg.resume_force:
-        return (f"{cfg.out_dir}: keys that define the run changed since {source} (saved -> new): "
-                f"{_diff(frozen)}; use another out_dir, or add {guard.FORCE} to resume anyway")
-    if frozen:
-        log.warning("%s: resuming %s although keys that define the run changed since %s: %s",
-                    guard.FORCE, cfg.out_dir, source, _diff(frozen))
-    if allowed:
-        log.info("relaunching %s; changed since %s: %s", cfg.out_dir, source, _diff(allowed))
-    return None
+    return guard.review(cfg, saved, source, may_change)
 
 
 def may_change(key: str) -> bool:
@@ -242,6 +231,3 @@ def may_change(key: str) -> bool:
 def listed(key: str, names: tuple[str, ...]) -> bool:
     return any(key == name or (name.endswith(".") and key.startswith(name)) for name in names)
 
-
-def _diff(changes: list[tuple[str, object, object]]) -> str:
-    return "; ".join(f"{key}: {old} -> {new}" for key, old, new in changes)
