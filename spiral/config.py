@@ -140,6 +140,21 @@ class DeepSpeedConfig:
 
 
 @dataclass(frozen=True)
+class LoraConfig:
+    """A LoRA adapter trained instead of every weight (``learner.lora.*``; PEFT)."""
+
+    rank: int = ranged(0, ">= 0")  # adapter rank r; 0: full fine-tuning (the default)
+    alpha: float = ranged(16.0, "> 0")  # the update is scaled by alpha / rank
+    dropout: float = ranged(0.0, "[0, 1)")  # dropout on the adapter's input
+    target_modules: tuple[str, ...] = ranged(("all-linear",), "non-empty")  # module names
+    # (e.g. [q_proj, v_proj]) or [all-linear]: every linear layer but the LM head
+
+    @property
+    def enabled(self) -> bool:
+        return self.rank > 0
+
+
+@dataclass(frozen=True)
 class LearnerConfig:
     backend: str = "torch"  # "torch" (one process or DDP) or "deepspeed" (bf16 with bfloat16)
     device: str = "auto"  # "auto" (cuda if available, else cpu/gloo), "cpu" or "cuda"
@@ -153,6 +168,7 @@ class LearnerConfig:
     lr_final: float | None = ranged(None, ">= 0")  # anneal lr linearly to this (None: constant)
     lr_decay_steps: int = ranged(0, ">= 0")  # steps over which lr anneals to lr_final
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)  # backend=deepspeed only
+    lora: LoraConfig = field(default_factory=LoraConfig)  # rank > 0: train a LoRA adapter
 
     def lr_at(self, step: int) -> float:
         """The learning rate of training step ``step`` (1-based)."""

@@ -207,11 +207,12 @@ HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
 
 
 def model_folder_problem(path: Path) -> str | None:
-    """What keeps existing ``path`` from being a loadable model folder, or None."""
+    """What keeps existing ``path`` from being a loadable model folder, or None. A PEFT adapter
+    folder (``adapter_config.json``: a LoRA run's checkpoint) counts; its base loads with it."""
     try:
         if not path.is_dir():
             return f"{path} is a file, not a model folder"
-        if not (path / "config.json").is_file():
+        if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
             hint = (" (a run directory: name one of its checkpoints/step_<N>)"
                     if (path / "checkpoints").is_dir() else "")
             return f"{path} is not a Hugging Face model folder (no config.json){hint}"

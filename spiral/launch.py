@@ -83,6 +83,11 @@ def check_run(cfg: RunConfig) -> None:
             raise ConfigError(f"eval.math: {err}") from err
     if cfg.eval.math_dir is not None:
         check_folder(cfg.eval.math_dir, "eval.math_dir")
+    if cfg.learner.lora.enabled and cfg.algo.ref_update_every:
+        raise ConfigError(f"algo.ref_update_every={cfg.algo.ref_update_every}: with LoRA "
+                          f"(learner.lora.rank={cfg.learner.lora.rank}) the KL reference is the "
+                          "base model with the adapter off; a moving anchor needs "
+                          "learner.lora.rank=0, or algo.ref_update_every=0")
     _check_backends(cfg)
 
 

@@ -27,9 +27,10 @@ import torch
 
 from spiral.config import LearnerConfig
 from spiral.distributed import Dist, all_reduce
-from spiral.learning.engines import adamw
+from spiral.learning.engines import adamw, trainable
 from spiral.learning.ppo import dummy_group
 from spiral.models.logprobs import LogprobModel
+from spiral.models.lora import actor_weights
 
 MOMENTS = ("exp_avg", "exp_avg_sq")
 
@@ -106,10 +107,10 @@ class DeepSpeedEngine:
                                                  enabled=self.stage == 3)
 
     def weights(self) -> dict[str, torch.Tensor]:
-        """Full weights in HF names (a collective under ZeRO-3)."""
+        """Full weights in HF names, or a LoRA adapter's tensors (a collective under ZeRO-3)."""
         model = self.module.model
         with self.gathered(list(model.parameters())):
-            state = model.state_dict()
+            state = actor_weights(model)
             if self.stage == 3:
                 return {k: v.detach().clone() for k, v in state.items()}
             return {k: v.detach() for k, v in state.items()}
@@ -136,7 +137,7 @@ class FullOptimizerState:
         return self.engine.adam
 
     def _params(self) -> list[torch.nn.Parameter]:
-        return list(self.engine.module.model.parameters())
+        return trainable(self.engine.module.model)
 
     def state_dict(self) -> dict:
         from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_optimizer_state

@@ -19,6 +19,7 @@ import torch
 from spiral.config import LearnerConfig
 from spiral.distributed import Dist, all_reduce
 from spiral.models.logprobs import LogprobModel
+from spiral.models.lora import actor_weights
 from spiral.records import Sample
 
 
@@ -41,13 +42,20 @@ class Engine(Protocol):
 
     def set_lr(self, lr: float) -> None: ...
 
-    def weights(self) -> dict[str, torch.Tensor]: ...  # full HF weights (a collective)
+    def weights(self) -> dict[str, torch.Tensor]: ...  # what the actor loads (a collective):
+    # full HF weights, or a LoRA adapter's tensors
 
     def checkpoint_view(self) -> tuple[Any, Any]: ...  # (model, optimizer) to save; collective
 
 
+def trainable(model) -> list[torch.nn.Parameter]:
+    """The parameters the optimizer updates, in ``model.parameters()`` order: all of them, or a
+    LoRA adapter's alone (its base is frozen). Optimizer state is indexed by this list."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
 def adamw(model, cfg: LearnerConfig, kind=torch.optim.AdamW) -> torch.optim.AdamW:
-    return kind(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    return kind(trainable(model), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
 
 
 class TorchEngine:
@@ -90,7 +98,7 @@ class TorchEngine:
             group["lr"] = lr
 
     def weights(self) -> dict[str, torch.Tensor]:
-        return self.module.model.state_dict()
+        return actor_weights(self.module.model)
 
     def checkpoint_view(self):
         return self.module.model, self.optimizer

@@ -19,7 +19,7 @@ from spiral.config import AlgoConfig, LearnerConfig
 from spiral.distributed import ONE_PROCESS, Dist
 from spiral.learning.engines import Engine, TorchEngine
 from spiral.learning.ppo import PPO
-from spiral.models import checkpoint
+from spiral.models import checkpoint, lora
 from spiral.models.logprobs import LogprobModel
 from spiral.records import Sample
 
@@ -54,7 +54,11 @@ class PPOLearner:
                  reference=None):
         self.engine, self.cfg, self.dist = engine, cfg, dist
         self.rng = random.Random(seed)
-        self.reference = reference  # a frozen copy of the initial policy, when kl_beta > 0
+        # when kl_beta > 0: a frozen copy of the initial policy or, training a LoRA adapter,
+        # the model itself with the adapter disabled (`lora.AdapterOff`), which is never saved
+        self.reference = reference
+        self.copied_reference = reference is not None and not isinstance(reference,
+                                                                          lora.AdapterOff)
         scorer = LogprobModel(reference, pad_id, temperature) if reference is not None else None
         self.ppo = PPO(engine, algo, dist, epochs=cfg.epochs, minibatches=cfg.minibatches,
                        micro_batch_tokens=cfg.micro_batch_tokens, pad_id=pad_id,
@@ -83,7 +87,8 @@ class PPOLearner:
         return self.ppo.update(samples, rng)
 
     def weights(self) -> dict[str, torch.Tensor]:
-        """Full weights in HF names, for the actor (a collective under ZeRO-3)."""
+        """What the actor loads: full weights in HF names or, training a LoRA adapter, the
+        adapter's tensors (a collective under ZeRO-3)."""
         return self.engine.weights()
 
     def set_lr(self, lr: float) -> None:
@@ -96,6 +101,9 @@ class PPOLearner:
 
     def refresh_reference(self) -> None:
         """Move the KL anchor to the current policy (a magnet update, as in mirror descent)."""
+        if isinstance(self.reference, lora.AdapterOff):
+            raise ValueError("a LoRA run's KL reference is its base model: algo.ref_update_every "
+                             "needs learner.lora.rank=0")
         if self.reference is not None:
             self.reference.load_state_dict(self.weights())
 
@@ -104,7 +112,7 @@ class PPOLearner:
         ``state``. Every rank calls it (gathering is collective); rank 0 writes. A non-finite
         tensor raises `checkpoint.CheckpointError` on every rank and nothing is written."""
         model, optimizer = self.engine.checkpoint_view()
-        extra = {"reference": self.reference.state_dict()} if self.reference is not None else {}
+        extra = {"reference": self.reference.state_dict()} if self.copied_reference else {}
         if not self.dist.is_main:  # refuse a non-finite tensor where rank 0's save refuses it
             checkpoint.check_finite(step, model, optimizer, extra)
             return None
@@ -113,7 +121,7 @@ class PPOLearner:
 
     def load_extra_state(self, path) -> None:
         """The KL reference travels with checkpoints: on resume it is not the loaded policy."""
-        if self.reference is not None:
+        if self.copied_reference:
             saved = checkpoint.load_extra(path, "reference")
             if saved is None:
                 raise FileNotFoundError(f"{path} has no reference.safetensors (kl_beta > 0)")
@@ -125,7 +133,9 @@ def make_learner(model, cfg: LearnerConfig, algo: AlgoConfig, *, pad_id: int,
                  seed: int = 0) -> PPOLearner:
     """The learner of ``cfg.backend`` around ``model`` (which it trains in place)."""
     reference = None
-    if algo.kl_beta > 0.0:
+    if algo.kl_beta > 0.0 and lora.is_adapter(model):
+        reference = lora.AdapterOff(model)  # the base itself: no copy
+    elif algo.kl_beta > 0.0:
         if cfg.backend == "deepspeed" and cfg.deepspeed.zero_stage == 3:
             raise ValueError("algo.kl_beta > 0 needs a full reference copy; use "
                              "learner.deepspeed.zero_stage <= 2")

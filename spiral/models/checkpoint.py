@@ -1,9 +1,11 @@
 """Checkpoints: HF-format model + tokenizer and the training state, written atomically, each
 verified by its own manifest.
 
-``checkpoints/step_<N>/`` holds ``config.json``, ``model.safetensors``, tokenizer files,
-``optimizer.safetensors`` (every optimizer tensor, flattened), ``trainer_state.json`` (step,
-elapsed time, RAE baselines, optimizer hyper-parameters), optional extra tensors such as
+``checkpoints/step_<N>/`` holds ``config.json``, ``model.safetensors`` (a LoRA run: PEFT's
+``adapter_config.json`` and ``adapter_model.safetensors`` instead), tokenizer files,
+``optimizer.safetensors`` (every optimizer tensor, flattened; the adapter's alone with LoRA),
+``trainer_state.json`` (step, elapsed time, RAE baselines, optimizer hyper-parameters),
+optional extra tensors such as
 ``reference.safetensors`` and, written last, ``manifest.json``::
 
     {"format": 1, "step": N,
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.json"
 MANIFEST = "manifest.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # a LoRA run's weights (spiral.models.lora)
 FORMAT = 1  # trainer_state.json's "checkpoint_format"; absent before manifests
 _STEP = re.compile(r"^step_(\d+)$")
 _BOOKKEEPING = ("checkpoint_format", "optimizer_tensors", "optimizer_param_groups")
@@ -272,8 +275,8 @@ def _check_step(state: dict, step: int, folder: str) -> None:
 
 def _check_tensors(path: Path, state: dict, step: int) -> None:
     """Every safetensors file opens; the model weights are there; the optimizer is complete."""
-    if not list(path.glob("model*.safetensors")):
-        raise CheckpointError("no model weights (model*.safetensors)")
+    if not list(path.glob("model*.safetensors")) and not (path / ADAPTER_WEIGHTS).is_file():
+        raise CheckpointError(f"no model weights (model*.safetensors or {ADAPTER_WEIGHTS})")
     if not (path / OPTIMIZER_FILE).is_file():
         raise CheckpointError(f"{OPTIMIZER_FILE} is missing")
     for file in sorted(path.rglob("*.safetensors")):

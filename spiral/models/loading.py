@@ -78,9 +78,14 @@ def load_tokenizer(path: str):
 
 
 def load_model(path: str, cfg: ModelConfig, device: torch.device):
-    """An HF causal LM in the configured dtype on ``device`` (safetensors weights only)."""
+    """An HF causal LM in the configured dtype on ``device`` (safetensors weights only); a PEFT
+    adapter folder (a LoRA run's checkpoint) loads over its base model, frozen."""
     from transformers import AutoModelForCausalLM
 
+    from spiral.models import lora
+
+    if lora.is_adapter_folder(path):
+        return lora.load(path, load_model(lora.base_path(path), cfg, device))
     model = _from_pretrained(AutoModelForCausalLM.from_pretrained, path,
                              dtype=DTYPES[cfg.dtype], use_safetensors=True)
     if cfg.gradient_checkpointing:

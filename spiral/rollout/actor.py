@@ -16,6 +16,7 @@ from typing import Protocol
 import torch
 
 from spiral.config import ActorConfig
+from spiral.models.lora import load_actor_weights
 from spiral.models.prefix import repeated_prefix, shared_prefix_length
 
 
@@ -51,7 +52,8 @@ class HFActor:
         return next(self.model.parameters()).device
 
     def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(state_dict)
+        """Full weights, or a LoRA adapter's tensors into the adapter of a PEFT model."""
+        load_actor_weights(self.model, state_dict)
 
     def sleep(self) -> None:
         """Nothing to free: the hf actor keeps its copy of the weights between rollouts."""

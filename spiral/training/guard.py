@@ -66,6 +66,8 @@ MUST_NOT_CHANGE = (
     "model.name_or_path", "model.enable_thinking",
     "actor.temperature", "actor.top_p", "actor.max_new_tokens",
     "learner.weight_decay", "learner.betas",
+    "learner.lora.rank", "learner.lora.alpha", "learner.lora.dropout",
+    "learner.lora.target_modules",
     "algo.rae", "algo.baseline_decay", "algo.gamma", "algo.drop_zero_advantage", "algo.clip_eps",
     "algo.kl_beta", "algo.ref_update_every", "algo.norm_tokens", "algo.old_logprobs",
 )

@@ -20,7 +20,6 @@ a relaunch is compared with is the checkpoint's: `MUST_NOT_CHANGE` keys refuse (
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import time
@@ -36,8 +35,8 @@ from spiral.evaluate.games import evaluate_opponents
 from spiral.evaluate.math_eval import with_sampling
 from spiral.evaluate.tasks import evaluate_tasks
 from spiral.learning.sft import Example, SFTLearner, make_sft_learner
-from spiral.models import checkpoint
-from spiral.models.loading import load_model, load_tokenizer, pick_device, resolve_path
+from spiral.models import checkpoint, lora
+from spiral.models.loading import load_tokenizer, pick_device, resolve_path
 from spiral.models.prompting import Prompter
 from spiral.rollout.actor import HFActor
 from spiral.sft_config import SFTConfig
@@ -52,7 +51,7 @@ log = logging.getLogger(__name__)
 MUST_NOT_CHANGE = (  # what defines the run: its data, targets, sampling and optimizer shape
     "seed", "mode", "batch_size", "data.", "ei.", "model.name_or_path", "model.enable_thinking",
     "actor.temperature", "actor.top_p", "actor.max_new_tokens",
-    "learner.weight_decay", "learner.betas",
+    "learner.weight_decay", "learner.betas", "learner.lora.",
 )
 MAY_CHANGE = (  # how long and how it runs; a name ending in "." covers its group
     "steps", "out_dir", "checkpoint_every", "keep_checkpoints", "progress",
@@ -101,8 +100,11 @@ def build(cfg: SFTConfig, dist: distributed.Dist) -> SFTRun:
     check_resume(cfg, resume_from, dist)
     base = str(resume_from) if resume_from else resolve_path(cfg.model.name_or_path)
     tokenizer = load_tokenizer(base)
-    model = load_model(base, cfg.model, pick_device(cfg.learner.device))
-    actor = HFActor(copy.deepcopy(model), tokenizer, cfg.actor) if needs_actor(cfg) else None
+    model = lora.trainable(cfg.model.name_or_path, resume_from, cfg.model, cfg.learner.lora,
+                           pick_device(cfg.learner.device))
+    zero3 = cfg.learner.backend == "deepspeed" and cfg.learner.deepspeed.zero_stage == 3
+    actor = HFActor(lora.actor_copy(model, zero3), tokenizer, cfg.actor) if needs_actor(
+        cfg) else None
     learner = make_sft_learner(model, cfg.learner, pad_id=tokenizer.pad_token_id, dist=dist,
                                bf16=cfg.model.dtype == "bfloat16", seed=cfg.seed)
     r = SFTRun(cfg, run, tokenizer, learner, Prompter(tokenizer, cfg.model.enable_thinking),

@@ -15,7 +15,6 @@ compares the config with the one the resumed state was trained under.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from pathlib import Path
@@ -30,8 +29,8 @@ from spiral.evaluate.math_eval import evaluate_math, with_sampling
 from spiral.evaluate.tasks import evaluate_tasks
 from spiral.learning.advantages import RoleBaselines
 from spiral.learning.learner import Learner, make_learner
-from spiral.models import checkpoint
-from spiral.models.loading import load_model, load_tokenizer, pick_device, resolve_path
+from spiral.models import checkpoint, lora
+from spiral.models.loading import load_tokenizer, pick_device, resolve_path
 from spiral.models.prompting import Prompter
 from spiral.rollout.actor import Actor, HFActor
 from spiral.rollout.opponents import named_opponent
@@ -69,15 +68,18 @@ def build(cfg: RunConfig, dist: distributed.Dist) -> Trainer:
     base = str(resume_from) if resume_from else resolve_path(cfg.model.name_or_path)
     device = pick_device(cfg.learner.device)
     tokenizer = load_tokenizer(base)
-    model = load_model(base, cfg.model, device)
-    hf_copy = copy.deepcopy(model) if cfg.actor.backend == "hf" else None  # before ZeRO-3 shards
+    model = lora.trainable(cfg.model.name_or_path, resume_from, cfg.model, cfg.learner.lora,
+                           device)
+    zero3 = cfg.learner.backend == "deepspeed" and cfg.learner.deepspeed.zero_stage == 3
+    hf_copy = lora.actor_copy(model, zero3) if cfg.actor.backend == "hf" else None
+    opponent = named_opponent(cfg.env.opponent, device, cfg.actor.max_new_tokens, policy=model)
     learner = _learner(cfg, model, tokenizer, dist)
-    actor = _actor(cfg, base, hf_copy, tokenizer, learner, dist)
+    vllm_path = resolve_path(cfg.model.name_or_path) if cfg.learner.lora.enabled else base
+    actor = _actor(cfg, vllm_path, hf_copy, tokenizer, learner, dist)
     trainer = Trainer(
         cfg, run, tokenizer, learner, actor, Prompter(tokenizer, cfg.model.enable_thinking,
                                                   instruction=cfg.env.instruction),
-        RoleBaselines(cfg.algo.baseline_decay),
-        named_opponent(cfg.env.opponent, device, cfg.actor.max_new_tokens),
+        RoleBaselines(cfg.algo.baseline_decay), opponent,
         Prompter(tokenizer, cfg.model.enable_thinking), dist=dist,
     )
     if resume_from:
