@@ -170,7 +170,8 @@ def evaluate_games(actor: Actor, prompter: Prompter, cfg: EvaluateConfig, notes:
                 notes.append(f"{game_id} vs {name} skipped: no such opponent for this game")
                 continue
             if name not in opponents:
-                opponents[name] = named_opponent(name, device, cfg.max_new_tokens)
+                opponents[name] = named_opponent(name, device, cfg.max_new_tokens,
+                                                 policy=getattr(actor, "model", None))
             try:
                 played = play(actor, prompter, env, cfg.matches, cfg.seed,
                               opponent=opponents[name], games=(game_id,),

@@ -57,8 +57,11 @@ def peft_config(cfg: LoraConfig):
                           lora_dropout=cfg.dropout, target_modules=targets, bias="none")
 
 
-def wrap(model, cfg: LoraConfig):
+def wrap(model, cfg: LoraConfig, seed: int = 0):
     """``model`` with a fresh adapter of ``cfg``; only the adapter's tensors require grad.
+
+    PEFT draws ``A`` at random (``B`` starts at 0): from ``seed``, not the global RNG, so a
+    run's adapter, and with it every step, depends on the run's seed alone.
 
     With gradient checkpointing on, the embeddings' output is made to require grad: every base
     weight is frozen, so without it the checkpointed layers would see no input that needs a
@@ -67,7 +70,9 @@ def wrap(model, cfg: LoraConfig):
     from peft import get_peft_model
 
     try:
-        wrapped = get_peft_model(model, peft_config(cfg))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            wrapped = get_peft_model(model, peft_config(cfg))
     except ValueError as err:  # e.g. a target module the model does not have
         from spiral.errors import ConfigError
 
@@ -217,7 +222,8 @@ def same_base(model, folder) -> bool:
     return bool(mine) and Path(mine).resolve() == Path(base_path(folder)).resolve()
 
 
-def trainable(name_or_path: str, resume_from, model_cfg, cfg: LoraConfig, device):
+def trainable(name_or_path: str, resume_from, model_cfg, cfg: LoraConfig, device,
+              seed: int = 0):
     """The model a run trains: ``name_or_path`` (resolved) with a fresh adapter of ``cfg`` or,
     resuming, the checkpoint's adapter; without LoRA, the checkpoint or the base itself."""
     from safetensors.torch import load_file
@@ -227,7 +233,7 @@ def trainable(name_or_path: str, resume_from, model_cfg, cfg: LoraConfig, device
     if not cfg.enabled:
         path = str(resume_from) if resume_from else resolve_path(name_or_path)
         return load_model(path, model_cfg, device)
-    model = wrap(load_model(resolve_path(name_or_path), model_cfg, device), cfg)
+    model = wrap(load_model(resolve_path(name_or_path), model_cfg, device), cfg, seed)
     if resume_from:
         load_actor_weights(model, load_file(Path(resume_from) / ADAPTER_WEIGHTS))
     return model

@@ -101,7 +101,7 @@ def build(cfg: SFTConfig, dist: distributed.Dist) -> SFTRun:
     base = str(resume_from) if resume_from else resolve_path(cfg.model.name_or_path)
     tokenizer = load_tokenizer(base)
     model = lora.trainable(cfg.model.name_or_path, resume_from, cfg.model, cfg.learner.lora,
-                           pick_device(cfg.learner.device))
+                           pick_device(cfg.learner.device), seed=cfg.seed)
     zero3 = cfg.learner.backend == "deepspeed" and cfg.learner.deepspeed.zero_stage == 3
     actor = HFActor(lora.actor_copy(model, zero3), tokenizer, cfg.actor) if needs_actor(
         cfg) else None

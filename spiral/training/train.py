@@ -69,7 +69,7 @@ def build(cfg: RunConfig, dist: distributed.Dist) -> Trainer:
     device = pick_device(cfg.learner.device)
     tokenizer = load_tokenizer(base)
     model = lora.trainable(cfg.model.name_or_path, resume_from, cfg.model, cfg.learner.lora,
-                           device)
+                           device, seed=cfg.seed)
     zero3 = cfg.learner.backend == "deepspeed" and cfg.learner.deepspeed.zero_stage == 3
     hf_copy = lora.actor_copy(model, zero3) if cfg.actor.backend == "hf" else None
     opponent = named_opponent(cfg.env.opponent, device, cfg.actor.max_new_tokens, policy=model)
