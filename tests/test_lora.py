@@ -187,3 +187,39 @@ def test_the_adapter_is_drawn_from_the_run_seed_not_the_global_rng():
     a = [k for k in first if "lora_A" in k]
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not any(torch.equal(first[k], other[k]) for k in a)
+
+
+def test_embedding_and_head_adapters_sync_and_save_their_factors_only(tmp_path):
+    """LoRA on embed_tokens / lm_head (what the embedded model needs to learn Kuhn card play):
+    the sync and the checkpoint hold the low-rank factors, not the whole matrices, and the
+    saved adapter reloads over its base to the same logits."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from spiral.config import ModelConfig
+    from spiral.models import checkpoint
+    from spiral.models.loading import load_model
+
+    base_dir = tmp_path / "base"
+    tiny_lm().save_pretrained(base_dir)
+    _Saving().save_pretrained(base_dir)
+    cfg = LoraConfig(rank=2, target_modules=("q_proj", "embed_tokens", "lm_head"))
+    model = lora.wrap(AutoModelForCausalLM.from_pretrained(base_dir), cfg)
+    learner = make_learner(model, LEARNER, AlgoConfig(), pad_id=0, temperature=1.0,
+                           norm_tokens=8)
+    learner.update(synthetic_samples())
+    synced = learner.weights()
+    assert len(synced) == 6 and all("lora_" in k for k in synced)
+    folder = learner.save_checkpoint(tmp_path / "run", 1, _Saving(), {}, keep=1)
+    assert load_file(folder / lora.ADAPTER_WEIGHTS).keys() == synced.keys()
+    ids = torch.tensor([[3, 9, 27, 5]])
+    again = load_model(str(folder), ModelConfig(), torch.device("cpu"))
+    with torch.no_grad():
+        assert torch.allclose(again(input_ids=ids).logits, model(input_ids=ids).logits,
+                              atol=1e-6)
+    assert checkpoint.problem(folder) is None
+
+
+class _Saving:
+    def save_pretrained(self, path):
+        (path / "tokenizer_config.json").write_text("{}")

@@ -42,6 +42,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from spiral.models import lora
+
 log = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
@@ -189,7 +191,7 @@ def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _write(tmp: Path, step: int, model, tokenizer, optimizer, state: dict, extra: dict) -> None:
-    model.save_pretrained(tmp, safe_serialization=True)
+    model.save_pretrained(tmp, safe_serialization=True, **lora.save_kwargs(model))
     tokenizer.save_pretrained(tmp)
     tensors, groups = _flatten_optimizer(optimizer)
     save_file(tensors, tmp / OPTIMIZER_FILE)

@@ -89,8 +89,18 @@ def actor_weights(model) -> dict[str, torch.Tensor]:
     if is_adapter(model):
         from peft import get_peft_model_state_dict
 
-        return {k: v.detach() for k, v in get_peft_model_state_dict(model).items()}
+        state = get_peft_model_state_dict(model, save_embedding_layers=False)
+        return {k: v.detach() for k, v in state.items()}
     return model.state_dict()
+
+
+def save_kwargs(model) -> dict:
+    """Keyword arguments of ``model.save_pretrained`` for a checkpoint. An adapter of
+    ``embed_tokens`` or ``lm_head`` is saved as its low-rank factors: PEFT would add the whole
+    (frozen, unchanged) embedding matrices by default. ``model`` may wrap the model it saves
+    (``.model``, as DeepSpeed's gathered view does)."""
+    inner = getattr(model, "model", model)
+    return {"save_embedding_layers": False} if is_adapter(model) or is_adapter(inner) else {}
 
 
 def load_actor_weights(model, tensors: dict[str, torch.Tensor]) -> None:
