@@ -157,3 +157,15 @@ def test_lora_keys_are_in_the_config(tmp_path):
     cfg = dataclasses.asdict(RunConfig())
     assert cfg["learner"]["lora"] == {"rank": 0, "alpha": 16.0, "dropout": 0.0,
                                       "target_modules": ("all-linear",)}
+
+
+def test_the_lora_presets_differ_from_their_recipes_only_by_the_adapter():
+    from test_config import leaves, run_config
+
+    paper = leaves(run_config("+exp=kuhn_paper", "out_dir=/runs/x"))
+    paper_lora = leaves(run_config("+exp=kuhn_paper_lora", "out_dir=/runs/x"))
+    changed = {k for k in paper if paper[k] != paper_lora[k]}
+    assert changed == {"learner.lr", "learner.lora.rank", "learner.lora.alpha"}
+    assert paper_lora["learner.lora.rank"] == 32 and paper_lora["learner.lr"] == 4e-5
+    real = run_config("+exp=kuhn_lora", "model=smollm2_135m")
+    assert real.learner.lora.rank == 32 and real.learner.lr == 4e-5 and real.algo.kl_beta == 0

@@ -15,6 +15,7 @@ slow`` adds DeepSpeed (~65 s), vLLM (~95 s) and the conversion (~65 s). Every pr
 torch on one thread (see ``ENV``).
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -299,3 +300,44 @@ def test_prepare_converts_a_gguf_to_the_prepared_folder(smollm2, tmp_path, capsy
     assert main([*command[3:-1], str(other)]) == 2
     assert "remove it or choose another folder" in capsys.readouterr().err
     assert (other / "notes.txt").read_text() == "mine"
+
+
+# --------------------------------------------------------------------------- LoRA
+
+
+@pytest.fixture(scope="module")
+def lora_trained(smollm2, tmp_path_factory) -> Path:
+    """One step training a rank-8 adapter (hf actor sharing the base, torch learner, KL to the
+    base with the adapter off), then a resume to step 2."""
+    from spiral.config import LoraConfig
+
+    out = tmp_path_factory.mktemp("smollm2-lora") / "run"
+    cfg = run_config(out, steps=1)
+    adapter = dataclasses.replace(cfg.learner, lr=1e-3, lora=LoraConfig(rank=8, alpha=16))
+    train(dataclasses.replace(cfg, learner=adapter))
+    train(dataclasses.replace(cfg, learner=adapter, steps=2))
+    return out
+
+
+def test_lora_on_the_tied_real_model_saves_an_adapter_and_resumes(smollm2, lora_trained,
+                                                                  tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from spiral.export import main as export
+
+    assert steps_logged(lora_trained) == [1, 2]
+    rows = RunDir(lora_trained).read_metrics()
+    assert rows[0]["train/ref_kl"] == pytest.approx(0.0, abs=1e-6)  # B = 0: the base itself
+    assert rows[1]["train/ref_kl"] > 0
+    step = lora_trained / "checkpoints" / "step_2"
+    size = sum(p.stat().st_size for p in step.glob("*.safetensors"))
+    assert not (step / "model.safetensors").exists() and size < 0.1 * (
+        smollm2 / "model.safetensors").stat().st_size  # adapter + its Adam moments
+    users = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(smollm2), str(step))
+    assert export([str(lora_trained), "--merge", str(tmp_path / "merged")]) == 0
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    ids = torch.tensor([[1, 504, 3458, 314, 260, 2]])
+    with torch.no_grad():
+        assert torch.allclose(users(input_ids=ids).logits, merged(input_ids=ids).logits,
+                              atol=1e-4)
