@@ -64,9 +64,20 @@ FLAT_DEFAULTS = flat(DEFAULTS, DEFAULTS)
 
 
 def selected_groups(exp: str) -> dict[str, str]:
-    """The group options an experiment selects (``override /actor: vllm`` -> {actor: vllm})."""
-    entries = load(CONFIGS / "exp" / f"{exp}.yaml").get("defaults", [])
-    return {key.removeprefix("override /"): option for e in entries for key, option in e.items()}
+    """The group options an experiment selects (``override /actor: vllm`` -> {actor: vllm}),
+    with those of an experiment it builds on (a plain name in its defaults list)."""
+    out = {}
+    for entry in load(CONFIGS / "exp" / f"{exp}.yaml").get("defaults", []):
+        if isinstance(entry, str):
+            out |= selected_groups(entry)
+        else:
+            out |= {key.removeprefix("override /"): option for key, option in entry.items()}
+    return out
+
+
+def parent_experiments(exp: str) -> list[str]:
+    return [e for e in load(CONFIGS / "exp" / f"{exp}.yaml").get("defaults", [])
+            if isinstance(e, str)]
 
 
 def group_settings(group: str, option: str) -> dict:
@@ -83,9 +94,12 @@ def experiment_settings(exp: str) -> dict:
 
 
 def experiment_file_settings(exp: str) -> dict:
+    out = {}
+    for parent in parent_experiments(exp):
+        out |= experiment_file_settings(parent)
     data = {k: v for k, v in load(CONFIGS / "exp" / f"{exp}.yaml").items()
             if k not in ("defaults", "exp_name")}
-    return flat(data, DEFAULTS)
+    return out | flat(data, DEFAULTS)
 
 
 def family_settings(exp: str) -> dict:
