@@ -454,3 +454,21 @@ def test_an_sft_run_will_not_resume_a_training_run(tmp_path, micro):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "env": {"games": ["x"]}}))
     with pytest.raises(guard.RunRefused, match="holds a run of another command"):
         sft(small(tmp_path, micro))
+
+
+def test_sft_with_lora_trains_and_resumes_an_adapter(tmp_path, micro, one_torch_thread):
+    """SFT and expert iteration share the learner: with learner.lora.rank > 0 they train an
+    adapter, checkpoint it as one, and resume it exactly."""
+    from spiral.config import LoraConfig
+    from spiral.models import lora
+
+    adapter = LearnerConfig(micro_batch_tokens=4096, lr=1e-2, lora=LoraConfig(rank=4))
+    sft(small(tmp_path / "whole", micro, learner=adapter))
+    resumed = tmp_path / "resumed"
+    sft(small(resumed, micro, steps=2, learner=adapter))
+    sft(small(resumed, micro, learner=adapter))
+    want, got = RunDir(tmp_path / "whole").read_metrics(), RunDir(resumed).read_metrics()
+    assert [r["train/loss"] for r in got] == [r["train/loss"] for r in want]
+    assert want[-1]["train/loss"] < want[0]["train/loss"]
+    last = resumed / "checkpoints" / "step_3"
+    assert lora.is_adapter_folder(last) and not (last / "model.safetensors").exists()
