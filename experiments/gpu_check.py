@@ -1,7 +1,7 @@
 """One training step on a GPU with random-init Qwen3-shaped models (no downloads).
 
     python experiments/gpu_check.py [--prompts 32] [--prompt-tokens 256] [--new-tokens 128]
-    python experiments/gpu_check.py --kuhn-paper [--backend deepspeed|torch] [--samples N]
+    python experiments/gpu_check.py --kuhn-paper [--lora] [--backend deepspeed|torch] [--samples N]
     python experiments/gpu_check.py --small [--kuhn-paper]   # CPU, seconds
 
 Default: a Qwen3-0.6B shape. Times the hf actor's generation, one update of the torch learner
@@ -11,7 +11,8 @@ and one of the DeepSpeed learner (ZeRO-2, bf16, one process) on the same samples
 DeepSpeed ZeRO-2, micro_batch_tokens, lr, epochs; its algo; bf16 and gradient checkpointing from
 ``model=qwen3_4b_base``) on a random-init Qwen3-4B shape on one GPU: one update (after a
 warm-up update) on ``--samples`` synthetic samples of 256 prompt + ``actor.max_new_tokens``
-(4096) response tokens, by default two full micro-batches.
+(4096) response tokens, by default two full micro-batches. ``--lora``: the same with
+``+exp=kuhn_paper_lora``'s learner (a rank-32 adapter over the frozen base).
 
 ``--small``: the same code paths on a 2-layer, width-32 Qwen3 with a 4,096-entry vocabulary
 and a few short samples (the micro-batch budget scaled to hold as many samples as the real one), on
@@ -40,6 +41,7 @@ import torch
 from spiral.config import ActorConfig, AlgoConfig, LearnerConfig
 from spiral.distributed import Dist, setup
 from spiral.learning.learner import make_learner
+from spiral.models import lora
 from spiral.records import Sample
 from spiral.rollout.actor import HFActor
 
@@ -165,12 +167,12 @@ def one_step_check(args, device: torch.device, dist: Dist) -> dict:
     return results | measure_updates(learners, samples, device)
 
 
-def kuhn_paper_config():
-    """The composed, validated ``+exp=kuhn_paper`` run config (what training would use)."""
+def kuhn_paper_config(exp: str = "kuhn_paper"):
+    """The composed, validated ``+exp=<exp>`` run config (what training would use)."""
     from spiral.errors import compose_config
     from spiral.launch import to_run_config
 
-    return to_run_config(compose_config("config", ["+exp=kuhn_paper"]))
+    return to_run_config(compose_config("config", [f"+exp={exp}"]))
 
 
 def kuhn_paper_samples(count: int, prompt_tokens: int, response_tokens: int,
@@ -184,7 +186,7 @@ def kuhn_paper_samples(count: int, prompt_tokens: int, response_tokens: int,
 
 def kuhn_paper_check(args, device: torch.device, dist: Dist) -> dict:
     """One ``+exp=kuhn_paper`` learner update on a Qwen3-4B shape (``small`` with --small)."""
-    cfg = kuhn_paper_config()
+    cfg = kuhn_paper_config("kuhn_paper_lora" if args.lora else "kuhn_paper")
     shape = "small" if args.small else "qwen3_4b"
     _, pad = special_ids(shape)
     per_micro_batch = cfg.learner.micro_batch_tokens // (KUHN_PROMPT_TOKENS
@@ -200,6 +202,8 @@ def kuhn_paper_check(args, device: torch.device, dist: Dist) -> dict:
 
     def make():
         model = qwen3(shape, device, bf16, cfg.model.gradient_checkpointing)
+        if cfg.learner.lora.enabled:
+            model = lora.wrap(model, cfg.learner.lora, cfg.seed)
         return make_learner(model, learner_cfg, cfg.algo, pad_id=pad,
                             temperature=cfg.actor.temperature,
                             norm_tokens=cfg.algo.norm_tokens or cfg.actor.max_new_tokens,
@@ -212,7 +216,8 @@ def kuhn_paper_check(args, device: torch.device, dist: Dist) -> dict:
                "response_tokens": response_tokens,
                "micro_batch_tokens": learner_cfg.micro_batch_tokens,
                "samples_per_micro_batch": per_micro_batch, "epochs": learner_cfg.epochs,
-               "bf16": bf16, "gradient_checkpointing": cfg.model.gradient_checkpointing}
+               "bf16": bf16, "gradient_checkpointing": cfg.model.gradient_checkpointing,
+               "lora_rank": cfg.learner.lora.rank}
     return {"kuhn_paper": setting} | measure_updates({name: make}, samples, device)
 
 
@@ -223,6 +228,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--kuhn-paper", action="store_true",
                         help="one +exp=kuhn_paper learner update on a Qwen3-4B shape")
+    parser.add_argument("--lora", action="store_true",
+                        help="with --kuhn-paper: +exp=kuhn_paper_lora's learner (LoRA rank 32)")
     parser.add_argument("--backend", choices=["deepspeed", "torch"], default=None,
                         help="--kuhn-paper's learner backend (default: the experiment's)")
     parser.add_argument("--samples", type=int, default=None,
@@ -249,7 +256,8 @@ def main(argv: list[str] | None = None) -> dict:
     results |= check(args, device, dist)
     print(json.dumps(results, indent=2))
     if os.environ.get("OUT"):
-        name = "gpu_check_kuhn_paper.json" if args.kuhn_paper else "gpu_check.json"
+        name = "gpu_check.json" if not args.kuhn_paper else (
+            "gpu_check_kuhn_paper_lora.json" if args.lora else "gpu_check_kuhn_paper.json")
         Path(os.environ["OUT"], name).write_text(json.dumps(results, indent=2))
     return results
 

@@ -21,7 +21,8 @@ def run_check(tmp_path: Path, *flags: str) -> dict:
     done = subprocess.run([sys.executable, str(SCRIPT), "--small", *flags], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
-    name = "gpu_check_kuhn_paper.json" if "--kuhn-paper" in flags else "gpu_check.json"
+    name = "gpu_check.json" if "--kuhn-paper" not in flags else (
+        "gpu_check_kuhn_paper_lora.json" if "--lora" in flags else "gpu_check_kuhn_paper.json")
     return json.loads((tmp_path / name).read_text())
 
 
@@ -50,4 +51,10 @@ def test_small_kuhn_paper_check_runs_the_experiments_learner_on_two_micro_batche
     assert setting["micro_batch_tokens"] == setting["samples_per_micro_batch"] * length
     assert setting["gradient_checkpointing"]  # model=qwen3_4b_base's
     assert not setting["bf16"]  # bf16 on CUDA only
+    assert_measured(results["learner_torch"])
+
+
+def test_small_kuhn_paper_lora_check_trains_an_adapter(tmp_path):
+    results = run_check(tmp_path, "--kuhn-paper", "--lora", "--backend", "torch")
+    assert results["kuhn_paper"]["lora_rank"] == 32
     assert_measured(results["learner_torch"])
