@@ -1,12 +1,14 @@
 """Time to learn: wall time for `+exp=kuhn` to reach Kuhn exploitability 0.15, 0.10 and 0.05.
 
-    python bench/learn_kuhn.py [--quick] [--minutes M] [overrides ...]
-    python bench/learn_kuhn.py --from-run OUT_DIR
+    python bench/learn_kuhn.py [--quick] [--minutes M] [--exp kuhn_lora] [overrides ...]
+    python bench/learn_kuhn.py --from-run OUT_DIR [--exp kuhn_lora]
 
 Runs the kuhn experiment exactly as `python -m spiral.launch +exp=kuhn` composes it (extra
 Hydra overrides are passed through), stops at exploitability <= 0.05 or after --minutes, prints
 the crossing times and saves the curve to bench/results/learn_kuhn.png. ``--from-run`` reads
 the same figures from an existing run directory of `+exp=kuhn` instead of training.
+``--exp NAME`` runs (or reads) another Kuhn experiment, e.g. ``kuhn_lora``; its rows are named
+``NAME/seconds_to_exploitability_X`` and its curve ``learn_NAME.png``.
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ THRESHOLDS = (0.15, 0.10, 0.05)
 KEY = "eval/KuhnPoker-v1/exploitability"
 
 
-def compose(overrides: list[str]):
+def compose(overrides: list[str], exp: str = "kuhn"):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
     from spiral.launch import to_run_config
 
     with initialize_config_module("spiral.configs", version_base="1.3"):
-        return to_run_config(hydra_compose("config", overrides=["+exp=kuhn", *overrides]))
+        return to_run_config(hydra_compose("config", overrides=[f"+exp={exp}", *overrides]))
 
 
 def curve(out_dir: Path) -> list[tuple[int, float, float]]:
@@ -49,7 +51,7 @@ def crossings(points) -> dict[float, tuple[int, float] | None]:
     return found
 
 
-def plot(points, path: Path) -> None:
+def plot(points, path: Path, exp: str = "kuhn") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,7 +62,7 @@ def plot(points, path: Path) -> None:
     for threshold in THRESHOLDS:
         ax.axhline(threshold, ls="--", lw=0.8, color="grey")
     ax.axhline(11 / 24, ls=":", lw=0.8, color="red", label="uniform policy")
-    ax.set(xlabel="wall time (minutes)", ylabel="exploitability", title="+exp=kuhn on this CPU")
+    ax.set(xlabel="wall time (minutes)", ylabel="exploitability", title=f"+exp={exp} on this CPU")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -71,7 +73,7 @@ def run_experiment(args) -> Path:
     from spiral.training.train import train
 
     minutes = 2.0 if args.quick else args.minutes
-    cfg = compose(args.overrides)
+    cfg = compose(args.overrides, args.exp)
     out_dir = Path(tempfile.mkdtemp(prefix="learn_kuhn_"))
     cfg = dataclasses.replace(cfg, out_dir=str(out_dir), steps=10_000, progress=False,
                               checkpoint_every=10_000)
@@ -84,6 +86,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="stop after 2 minutes")
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--from-run", help="analyse this run directory instead of training")
+    parser.add_argument("--exp", default="kuhn", help="the Kuhn experiment (e.g. kuhn_lora)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     out_dir = Path(args.from_run) if args.from_run else run_experiment(args)
@@ -91,13 +94,15 @@ def main() -> None:
     rows = []
     for threshold, hit in crossings(points).items():
         seconds = hit[1] if hit else None  # JSON null: not reached in this run
-        record("learn_kuhn", f"seconds_to_exploitability_{threshold:.2f}", seconds, "s")
+        prefix = "" if args.exp == "kuhn" else f"{args.exp}/"
+        record("learn_kuhn", f"{prefix}seconds_to_exploitability_{threshold:.2f}", seconds, "s")
         rows.append((threshold, hit[0] if hit else "not reached",
                      "-" if seconds is None else f"{seconds:.0f}"))
     RESULTS.mkdir(exist_ok=True)
-    plot(points, RESULTS / "learn_kuhn.png")
+    name = "learn_kuhn.png" if args.exp == "kuhn" else f"learn_{args.exp}.png"
+    plot(points, RESULTS / name, args.exp)
     print(table(rows, ("exploitability", "step", "seconds")))
-    print(f"curve: {RESULTS / 'learn_kuhn.png'}  run: {out_dir}")
+    print(f"curve: {RESULTS / name}  run: {out_dir}")
 
 
 if __name__ == "__main__":
