@@ -4,21 +4,21 @@ Each case runs in fresh processes (DeepSpeed keeps global state per process); th
 a machine compiles DeepSpeed's CPU shared-memory op once (cached in ~/.cache/torch_extensions).
 """
 
-import os
 from dataclasses import replace
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 pytest.importorskip("deepspeed", reason="needs deepspeed: pip install 'deepspeed>=0.19,<0.20'")
 
 from test_distributed import (  # noqa: E402  (helpers shared by the scale-out tests)
     LEARNER,
-    free_port,
+    StubTokenizer,
+    launch_case,
     synthetic_samples,
     tiny_lm,
     torch_learner,
+    updated_weights,
 )
 
 from spiral.config import AlgoConfig, DeepSpeedConfig  # noqa: E402
@@ -64,14 +64,6 @@ def _numpy(weights):
     return {k: v.detach().float().numpy().copy() for k, v in weights.items()}
 
 
-def _run(rank: int, world: int, port: int, case: str, tmp: str, queue) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    torch.distributed.init_process_group("gloo")
-    dist = Dist(rank, world, rank)
-    queue.put((rank, CASES[case](dist, tmp)))
-
-
 def _two_ranks(stage: int):
     """Global loss per update and full gathered weights on each rank; the second update runs at
     half the learning rate (``set_lr``, as the schedule does). ZeRO-3 also checkpoints
@@ -96,16 +88,16 @@ def _resume_stage2(dist: Dist, tmp: str):
     second update exactly (the optimizer state went through optimizer.safetensors)."""
     from transformers import AutoModelForCausalLM
 
-    tokenizer = _Tokenizer()
+    tokenizer = StubTokenizer()
     learner = _learner(2, dist)
     samples = synthetic_samples()
     first = learner.update(samples)["train/loss"]
     learner.save_checkpoint(tmp, 1, tokenizer, {"note": "x"}, keep=2)
-    second = _numpy(_after(learner, samples))
+    second = _numpy(updated_weights(learner, samples))
     saved = checkpoint.latest(tmp)
     restored = _learner(2, dist, model=AutoModelForCausalLM.from_pretrained(saved))
     state = checkpoint.load_state(saved, restored.optimizer)
-    again = _numpy(_after(restored, samples))
+    again = _numpy(updated_weights(restored, samples))
     return first, state, max(abs(second[k] - again[k]).max() for k in second)
 
 
@@ -119,34 +111,13 @@ def _bf16_stage2(dist: Dist, tmp: str):
             sorted(entry), float(entry["step"]))
 
 
-def _after(learner, samples):
-    learner.update(samples)
-    return learner.weights()
-
-
-class _Tokenizer:
-    def save_pretrained(self, path):
-        (path / "tokenizer_config.json").write_text("{}")
-
-
 CASES = {"two_ranks_stage1": _two_ranks(1), "two_ranks_stage2": _two_ranks(2),
          "two_ranks_stage3": _two_ranks(3), "resume_stage2": _resume_stage2,
          "bf16_stage2": _bf16_stage2}
 
 
 def launch(case: str, world: int, tmp_path) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = free_port()
-    procs = [ctx.Process(target=_run, args=(r, world, port, case, str(tmp_path), queue))
-             for r in range(world)]
-    for p in procs:
-        p.start()
-    results = dict(queue.get(timeout=300) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    return results
+    return launch_case(__name__, case, world, tmp_path)
 
 
 @pytest.mark.parametrize("stage", [1, 2, 3])

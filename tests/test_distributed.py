@@ -61,6 +61,49 @@ def torch_learner(model):
     return make_learner(model, LEARNER, AlgoConfig(), pad_id=0, temperature=1.0, norm_tokens=8)
 
 
+def updated_weights(learner, samples):
+    """The learner's weights after one more update on ``samples``."""
+    learner.update(samples)
+    return learner.weights()
+
+
+class StubTokenizer:
+    """What a checkpoint needs of a tokenizer: something to save."""
+
+    def save_pretrained(self, path):
+        (path / "tokenizer_config.json").write_text("{}")
+
+
+def run_case(rank: int, world: int, port: int, module: str, case: str, tmp: str,
+             queue) -> None:
+    """Rank ``rank`` of a gloo group: runs ``CASES[case](dist, tmp)`` of test module
+    ``module`` and puts (rank, its result) on ``queue``."""
+    import importlib
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.distributed.init_process_group("gloo")
+    cases = importlib.import_module(module).CASES
+    queue.put((rank, cases[case](Dist(rank, world, rank), tmp)))
+    torch.distributed.destroy_process_group()
+
+
+def launch_case(module: str, case: str, world: int, tmp_path) -> dict:
+    """``world`` fresh processes running `run_case`; every rank's result, by rank."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=run_case, args=(r, world, port, module, case, str(tmp_path),
+                                                queue)) for r in range(world)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=300) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    return results
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -3,12 +3,16 @@ process (adapter tensors, loss, the KL to the adapter-off base), and a DeepSpeed
 the adapter resumes the same update. Each case runs in fresh processes, as in test_deepspeed."""
 
 import dataclasses
-import os
 
 import pytest
-import torch
-import torch.multiprocessing as mp
-from test_distributed import LEARNER, free_port, synthetic_samples, tiny_lm
+from test_distributed import (
+    LEARNER,
+    StubTokenizer,
+    launch_case,
+    synthetic_samples,
+    tiny_lm,
+    updated_weights,
+)
 
 from spiral.config import AlgoConfig, DeepSpeedConfig, LoraConfig
 from spiral.distributed import ONE_PROCESS, Dist, shard_range
@@ -55,55 +59,26 @@ def _resume_stage2(dist: Dist, tmp: str):
 
     learner, samples = lora_learner("deepspeed", 2, dist), synthetic_samples()
     learner.update(samples)
-    learner.save_checkpoint(tmp, 1, _Tokenizer(), {}, keep=2)
+    learner.save_checkpoint(tmp, 1, StubTokenizer(), {}, keep=2)
     rng = learner.rng.getstate()  # the trainer saves it with the checkpoint
-    second = _numpy(_after(learner, samples))
+    second = _numpy(updated_weights(learner, samples))
     saved = checkpoint.latest(tmp)
     model = lora.wrap(tiny_lm(), ADAPTER)
     lora.load_actor_weights(model, load_file(saved / lora.ADAPTER_WEIGHTS))
     restored = lora_learner("deepspeed", 2, dist, model=model)
     state = checkpoint.load_state(saved, restored.optimizer)
     restored.rng.setstate(rng)
-    again = _numpy(_after(restored, samples))
+    again = _numpy(updated_weights(restored, samples))
     files = sorted(p.name for p in saved.iterdir())
     return files, state["step"], max(abs(second[k] - again[k]).max() for k in second)
-
-
-def _after(learner, samples):
-    learner.update(samples)
-    return learner.weights()
-
-
-class _Tokenizer:
-    def save_pretrained(self, path):
-        (path / "tokenizer_config.json").write_text("{}")
 
 
 CASES = {"ddp": _sharded("torch", 0), "zero2": _sharded("deepspeed", 2),
          "zero3": _sharded("deepspeed", 3), "resume_zero2": _resume_stage2}
 
 
-def _run(rank: int, world: int, port: int, case: str, tmp: str, queue) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    torch.distributed.init_process_group("gloo")
-    queue.put((rank, CASES[case](Dist(rank, world, rank), tmp)))
-    torch.distributed.destroy_process_group()
-
-
 def launch(case: str, world: int, tmp_path) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = free_port()
-    procs = [ctx.Process(target=_run, args=(r, world, port, case, str(tmp_path), queue))
-             for r in range(world)]
-    for p in procs:
-        p.start()
-    results = dict(queue.get(timeout=300) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    return results
+    return launch_case(__name__, case, world, tmp_path)
 
 
 @pytest.mark.parametrize("case", ["ddp", "zero2", "zero3"])
