@@ -62,6 +62,22 @@ def test_engine_args_on_cpu(monkeypatch):
     assert os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
 
 
+def test_engine_args_with_lora_load_the_base_files_and_round_the_rank_up(monkeypatch):
+    from spiral.config import ActorConfig, LoraConfig
+    from spiral.errors import ConfigError
+    from spiral.rollout.vllm_actor import engine_args, max_lora_rank
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = ActorConfig(backend="vllm")
+    args = engine_args("/base", cfg, "float32", seed=0, lora=LoraConfig(rank=4))
+    assert args["enable_lora"] and args["max_loras"] == 1 and args["max_lora_rank"] == 8
+    assert args["load_format"] == "auto"  # the base comes from the files, once
+    assert "enable_lora" not in engine_args("/m", cfg, "float32", 0, LoraConfig(rank=0))
+    assert [max_lora_rank(r) for r in (1, 2, 8, 9, 16, 300, 512)] == [1, 8, 8, 16, 16, 320, 512]
+    with pytest.raises(ConfigError, match="512"):
+        max_lora_rank(513)
+
+
 def test_the_actor_needs_a_process_group():
     from spiral.config import ActorConfig
     from spiral.rollout.vllm_actor import VLLMActor
@@ -107,10 +123,10 @@ def tie_embeddings(model_dir: Path, out: Path) -> Path:
     return out
 
 
-def run_script(model_dir: Path, device: str) -> dict:
+def run_script(model_dir: Path, device: str, *case: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
-    done = subprocess.run([vllm_python(), __file__, str(model_dir), device], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run([vllm_python(), __file__, str(model_dir), device, *case], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -158,6 +174,60 @@ def test_training_run_with_the_paper_backends_on_cpu(micro_model, tmp_path):
     assert 0.0 <= rows[2]["eval/KuhnPoker-v1/exploitability"] <= 1.0
     assert all(r["train/samples"] > 0 for r in rows[1:])
     assert (out / "checkpoints" / "step_2" / "optimizer.safetensors").is_file()
+
+
+def check_lora(result: dict) -> None:
+    assert result["adapter_matters"] > 1e-3  # the adapter's B is not 0 ...
+    assert result["rollout_error"] < 1e-4  # ... and vLLM samples with it, as PEFT scores
+    assert result["first_sync_error"] < 1e-4
+    assert result["weights_changed"] > 1e-3  # the update moved the adapter
+    assert result["sync_error"] < 1e-4  # the second adapter is served ...
+    assert "disagree" in result["stale_check"]  # ... and not the first
+    assert "load_weights first" in result["asleep_generate"]
+    assert result["ids"] == [1, 2, 3] and result["loaded"] == [3]  # a new id per sync
+    first, second, third = (Path(f) for f in result["folders"])
+    assert not first.exists() and not second.exists()  # replaced: deleted
+    assert not third.exists()  # deleted at exit
+    assert result["files"] == ["adapter_config.json", "adapter_model.safetensors"]
+    assert result["base_model"] == result["model_dir"]
+
+
+@needs_vllm
+@pytest.mark.parametrize("targets", [
+    "all-linear",  # the default
+    # configs/tuning/kuhn_lora_embedded.yaml: the embeddings and the LM head too
+    "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,embed_tokens,lm_head",
+], ids=["all-linear", "with-embeddings"])
+def test_vllm_cpu_actor_serves_the_learners_lora_adapter(micro_model, targets):
+    """A PEFT adapter (B random, then one update) synced twice: vLLM samples with the adapter
+    of each sync within 1e-4 of the PEFT learner's log-probs."""
+    check_lora(run_script(micro_model, "cpu", "lora", targets))
+
+
+@needs_vllm
+def test_training_run_with_lora_and_the_vllm_actor_on_cpu(micro_model, tmp_path):
+    """`+exp=kuhn actor=vllm learner.lora.rank=8` trains, evaluates, checkpoints an adapter and
+    resumes through spiral.launch, on CPU."""
+    out = tmp_path / "run"
+    command = [vllm_python(), "-m", "spiral.launch", "+exp=kuhn", "actor=vllm",
+               "learner.lora.rank=8", f"model.name_or_path={micro_model}", f"out_dir={out}",
+               "env.games_per_step=4", "actor.max_new_tokens=12", "eval.every=2",
+               "eval.games=4", "eval.opponents=[random]", "checkpoint_every=1",
+               "progress=false", "learner.device=cpu"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+           "OMP_NUM_THREADS": "1"}
+    for steps in (1, 2):
+        done = subprocess.run(command + [f"steps={steps}"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    assert rows[2]["eval/KuhnPoker-v1/random/n"] == 4
+    assert all(r["train/samples"] > 0 for r in rows[1:])
+    step = out / "checkpoints" / "step_2"
+    assert (step / "adapter_config.json").is_file()
+    assert (step / "adapter_model.safetensors").is_file()
+    assert not (step / "model.safetensors").exists()  # the adapter alone
 
 
 @pytest.mark.gpu
@@ -218,5 +288,100 @@ def main(model_dir: str, device: str) -> dict:
             "big_batch": [len(big), big_prompt_tokens]}
 
 
+def randomize_b(model, seed: int = 1) -> None:
+    """PEFT starts B at 0 (a no-op adapter); a random B makes the adapter matter."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator).to(param) * 0.2)
+
+
+def max_error(scores: torch.Tensor, samples, other) -> float:
+    """Largest |scores - other| over each sample's response tokens (other: (B, R) or lists)."""
+    return max(float((scores[i, : len(s.actor_logprobs)].cpu()
+                      - torch.as_tensor(other[i])[: len(s.actor_logprobs)].cpu()).abs().max())
+               for i, s in enumerate(samples))
+
+
+def lora_learner_and_actor(model_dir: str, device: str, cfg):
+    """A PEFT learner with adapter ``cfg`` and a vLLM actor on it."""
+    from spiral.config import ActorConfig, AlgoConfig, LearnerConfig, ModelConfig
+    from spiral.distributed import setup
+    from spiral.learning.learner import make_learner
+    from spiral.models import lora
+    from spiral.models.loading import load_model, load_tokenizer
+    from spiral.rollout.vllm_actor import VLLMActor, model_logprobs
+
+    setup(device, need_group=True)
+    tokenizer = load_tokenizer(model_dir)
+    model = lora.wrap(load_model(model_dir, ModelConfig(), torch.device(device)), cfg)
+    learner = make_learner(model, LearnerConfig(lr=1e-2, lora=cfg), AlgoConfig(),
+                           temperature=1.0, pad_id=tokenizer.pad_token_id, norm_tokens=12)
+    score = model_logprobs(learner.model, tokenizer.pad_token_id, 1.0)
+    actor = VLLMActor(model_dir, tokenizer, ActorConfig(backend="vllm", max_new_tokens=12),
+                      learner.weights(), reference=score, lora=cfg)
+    return tokenizer, learner, score, actor
+
+
+def asleep_message(actor, prompt_ids) -> str:
+    """What generating while asleep says (it must refuse)."""
+    try:
+        actor.generate([prompt_ids], seed=0)
+    except RuntimeError as err:
+        return str(err)
+    return "generated while asleep"
+
+
+def main_lora(model_dir: str, device: str, targets: str = "all-linear") -> dict:
+    """The vLLM actor serving a PEFT learner's adapter (rank 4: served as max_lora_rank 8;
+    scale 3; ``targets`` comma-separated): three syncs (three adapter ids), each checked
+    against the learner; facts for the tests."""
+    from spiral.config import EnvConfig, LoraConfig
+    from spiral.learning.advantages import RoleBaselines, role_conditioned_advantages
+    from spiral.models import lora
+    from spiral.models.prompting import Prompter
+    from spiral.rollout.selfplay import play
+    from spiral.rollout.vllm_actor import model_logprobs
+
+    cfg = LoraConfig(rank=4, alpha=12.0, target_modules=tuple(targets.split(",")))
+    tokenizer, learner, score, actor = lora_learner_and_actor(model_dir, device, cfg)
+    ids, folders = [actor.adapter.request.lora_int_id], [actor.adapter.request.lora_path]
+    randomize_b(learner.model)
+    actor.load_weights(learner.weights())
+    ids.append(actor.adapter.request.lora_int_id)
+    folders.append(actor.adapter.request.lora_path)
+    files = sorted(os.listdir(folders[-1]))
+    base_model = json.loads((Path(folders[-1]) / "adapter_config.json").read_text())[
+        "base_model_name_or_path"]
+    episodes = play(actor, Prompter(tokenizer), EnvConfig(), 4, seed=3)
+    samples = role_conditioned_advantages(episodes, RoleBaselines(), drop_zero=False)
+    before = score(samples)
+    with learner.model.disable_adapter():
+        adapter_matters = max_error(before, samples, score(samples))
+    rollout_error = max_error(before, samples, [s.actor_logprobs for s in samples])
+    first_sync_error = actor.check_sync(score, actor._recent)
+    stale = lora.share_base(learner.model).eval()  # the second adapter, kept
+    learner.update(samples)
+    weights_changed = float((score(samples) - before).abs().max())
+    actor.sleep()
+    asleep_generate = asleep_message(actor, samples[0].prompt_ids)
+    actor.load_weights(learner.weights())  # checks itself: a rollout came before it
+    ids.append(actor.adapter.request.lora_int_id)
+    folders.append(actor.adapter.request.lora_path)
+    try:
+        actor.check_sync(model_logprobs(stale, tokenizer.pad_token_id, 1.0), actor._recent)
+        stale_check = "agreed with the old adapter"
+    except RuntimeError as err:
+        stale_check = str(err)
+    return {"adapter_matters": adapter_matters, "rollout_error": rollout_error,
+            "first_sync_error": first_sync_error, "weights_changed": weights_changed,
+            "sync_error": actor.sync_error, "stale_check": stale_check,
+            "asleep_generate": asleep_generate, "ids": ids,
+            "loaded": sorted(actor.llm.llm_engine.list_loras()), "folders": folders,
+            "files": files, "base_model": base_model, "model_dir": model_dir}
+
+
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1], sys.argv[2])))
+    case = main_lora if sys.argv[3:4] == ["lora"] else main
+    print(json.dumps(case(sys.argv[1], sys.argv[2], *sys.argv[4:])))

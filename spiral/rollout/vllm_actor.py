@@ -10,10 +10,18 @@
   ``WeightSync`` worker extension, reached through ``collective_rpc``, reloads the learner's
   tensors with vLLM's ``reload_weights`` (which also re-derives kernel-format weights), re-ties
   a tied LM head, and the prefix cache is reset (its KV entries came from the old weights).
-- Colocated with the learner (``actor.vllm.sleep_when_training``): ``sleep()`` frees the weights and
-  the KV cache (level 2: the next sync rewrites every weight) while the learner trains, and
-  ``load_weights`` wakes the weights, loads them, then wakes the KV cache. vLLM's CPU backend
-  accepts these calls and keeps its memory.
+- LoRA (``lora=learner.lora`` with rank > 0): the engine loads the base weights once from the
+  files of ``model_path`` (the base model folder) and never again; each sync writes the
+  adapter's tensors as a PEFT adapter folder (a fresh temp dir, in ``/dev/shm`` when it exists)
+  and registers it under a new adapter id, since vLLM caches adapters by id; the previous one
+  is removed from the engine and its folder deleted (`AdapterSync`). ``max_lora_rank`` is the
+  rank rounded up to one vLLM accepts (`VLLM_LORA_RANKS`).
+- Colocated with the learner (``actor.vllm.sleep_when_training``): ``sleep()`` frees the KV
+  cache and the weights while the learner trains, and ``load_weights`` wakes the engine and
+  loads the new weights. Full fine-tuning sleeps at level 2 (weights discarded: the next sync
+  rewrites every one); LoRA at level 1 (the base weights are offloaded to CPU memory and come
+  back on wake-up, since they are never synced again). vLLM's CPU backend accepts these calls
+  and keeps its memory.
 - ``reference``: at the first sync after a rollout the actor samples a few responses and
   compares its log-probs with the learner's for the same tokens; in float32 they must agree
   within 1e-4.
@@ -27,11 +35,15 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
-from spiral.config import ActorConfig
+from spiral.config import ActorConfig, LoraConfig
 from spiral.records import Sample
 from spiral.rollout.actor import Generation
 
@@ -39,6 +51,7 @@ log = logging.getLogger(__name__)
 
 SYNC_TOLERANCE_FP32 = 1e-4
 PROBE_PROMPTS = 4
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm.config.lora.MaxLoRARanks
 
 
 class WeightSync:
@@ -81,8 +94,10 @@ def model_logprobs(model, pad_id: int,
     return score
 
 
-def engine_args(model_path: str, cfg: ActorConfig, dtype: str, seed: int) -> dict:
-    """Keyword arguments of ``vllm.LLM`` for this actor on this machine."""
+def engine_args(model_path: str, cfg: ActorConfig, dtype: str, seed: int,
+                lora: LoraConfig | None = None) -> dict:
+    """Keyword arguments of ``vllm.LLM`` for this actor on this machine (``lora``: serve the
+    learner's adapter over the base weights of ``model_path``)."""
     cuda = torch.cuda.is_available()
     args = {
         "model": model_path, "tokenizer": model_path, "dtype": dtype, "seed": seed,
@@ -96,6 +111,11 @@ def engine_args(model_path: str, cfg: ActorConfig, dtype: str, seed: int) -> dic
         # also holds optimizer.safetensors, which vLLM would read as model weights
         "load_format": "dummy",
     }
+    if lora is not None and lora.enabled:
+        # the base comes from the files of model_path (the base model folder, never a
+        # checkpoint) and stays; every sync is an adapter, one at a time
+        args |= {"load_format": "auto", "enable_lora": True,
+                 "max_lora_rank": max_lora_rank(lora.rank), "max_loras": 1}
     if cuda:
         args["gpu_memory_utilization"] = cfg.vllm.gpu_memory_utilization
         args["enable_sleep_mode"] = cfg.vllm.sleep_when_training
@@ -110,16 +130,90 @@ def engine_args(model_path: str, cfg: ActorConfig, dtype: str, seed: int) -> dic
     return args
 
 
+def max_lora_rank(rank: int) -> int:
+    """The smallest ``max_lora_rank`` vLLM accepts that holds an adapter of ``rank``."""
+    for allowed in VLLM_LORA_RANKS:
+        if allowed >= rank:
+            return allowed
+    from spiral.errors import ConfigError
+
+    raise ConfigError(f"learner.lora.rank={rank}: the vLLM actor serves LoRA ranks up to "
+                      f"{VLLM_LORA_RANKS[-1]}")
+
+
+def scratch_dir() -> str | None:
+    """Where adapter folders go: shared memory when the machine has it (no disk writes)."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def write_adapter(folder: str, config, tensors: dict[str, torch.Tensor]) -> None:
+    """A PEFT adapter folder: ``adapter_config.json`` (``config``, PEFT's ``LoraConfig``) and
+    ``adapter_model.safetensors`` (``tensors``, PEFT names)."""
+    from safetensors.torch import save_file
+
+    from spiral.models.lora import ADAPTER_WEIGHTS
+
+    config.save_pretrained(folder)
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()},
+              str(Path(folder) / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+
+
+class AdapterSync:
+    """The learner's adapter inside a vLLM engine: each sync is a new folder and adapter id.
+
+    vLLM caches an adapter by its integer id, so reusing one would keep serving the old
+    tensors; a new id per sync (the base weights never move) avoids that. Folders are deleted
+    when replaced, and at exit (``weakref.finalize``) whatever is left.
+    """
+
+    def __init__(self, llm, cfg: LoraConfig, base_path: str):
+        from spiral.models.lora import peft_config
+
+        self.llm, self.config = llm, peft_config(cfg)
+        self.config.base_model_name_or_path = base_path
+        self.request = None  # the vllm.lora.request.LoRARequest every generation uses
+        self._remove_folder = None
+        self._next_id = 1
+
+    def load(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Serve ``tensors`` (the learner's ``weights()``) from now on, in place of the last."""
+        from vllm.lora.request import LoRARequest
+
+        folder = tempfile.mkdtemp(prefix="spiral-lora-", dir=scratch_dir())
+        remove = weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
+        try:
+            write_adapter(folder, self.config, tensors)
+        except BaseException:
+            remove()
+            raise
+        request = LoRARequest(f"spiral-{self._next_id}", self._next_id, folder)
+        self._next_id += 1
+        self.drop()
+        if not self.llm.llm_engine.add_lora(request):
+            remove()
+            raise RuntimeError(f"vLLM did not load the adapter in {folder}")
+        self.request, self._remove_folder = request, remove
+
+    def drop(self) -> None:
+        """Remove the current adapter from the engine and delete its folder."""
+        if self.request is not None:
+            self.llm.llm_engine.remove_lora(self.request.lora_int_id)
+            self._remove_folder()
+            self.request = self._remove_folder = None
+
+
 class VLLMActor:
     """``Actor`` on ``vllm.LLM``; needs a process group (``spiral.distributed.setup``).
 
     ``model_path`` gives the config and tokenizer; ``weights`` (HF names, e.g. the learner's
-    ``weights()``) the initial weights.
+    ``weights()``) the initial weights. With ``lora`` enabled, ``model_path`` is the base model
+    folder (its weights are loaded from its files) and ``weights`` the adapter's tensors.
     """
 
     def __init__(self, model_path: str, tokenizer, cfg: ActorConfig,
                  weights: dict[str, torch.Tensor], *, dtype: str = "float32", seed: int = 0,
-                 reference: Callable[[list[Sample]], torch.Tensor] | None = None):
+                 reference: Callable[[list[Sample]], torch.Tensor] | None = None,
+                 lora: LoraConfig | None = None):
         if not torch.distributed.is_initialized():
             raise RuntimeError("the vLLM actor runs in the rank's process group: call "
                                "spiral.distributed.setup(need_group=True) first")
@@ -127,7 +221,9 @@ class VLLMActor:
 
         self.cfg, self.tokenizer, self.dtype = cfg, tokenizer, dtype
         self.eos_id = tokenizer.eos_token_id
-        self.llm = LLM(**engine_args(model_path, cfg, dtype, seed))
+        self.llm = LLM(**engine_args(model_path, cfg, dtype, seed, lora))
+        self.adapter = (AdapterSync(self.llm, lora, model_path)
+                        if lora is not None and lora.enabled else None)
         self.reference = reference
         self.asleep = False
         self.verified = False  # the first sync after a rollout is checked against the learner
@@ -147,7 +243,8 @@ class VLLMActor:
                                  stop_token_ids=[self.eos_id], detokenize=False)
                   for i in range(len(prompts))]
         requests = [{"prompt_token_ids": list(p)} for p in prompts]
-        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        adapter = self.adapter.request if self.adapter is not None else None
+        outputs = self.llm.generate(requests, params, use_tqdm=False, lora_request=adapter)
         self._recent = [list(p) for p in prompts[:PROBE_PROMPTS]]
         return [self._one(out.outputs[0]) for out in outputs]
 
@@ -160,20 +257,26 @@ class VLLMActor:
         return Generation(tokens[:n], logprobs[:n], text, finished)
 
     def sleep(self) -> None:
-        """Free weights and KV cache while the learner trains (colocated mode)."""
+        """Free the KV cache and the weights while the learner trains (colocated mode): level 2
+        drops the weights (the next sync rewrites them all); with LoRA, level 1 offloads the
+        base to CPU memory instead, since no sync brings it back."""
         if self.cfg.vllm.sleep_when_training and not self.asleep:
-            self.llm.sleep(level=2)
+            self.llm.sleep(level=1 if self.adapter is not None else 2)
             self.asleep = True
 
     def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Push the learner's weights (HF names) into the engine, in process, then verify once."""
+        """Push the learner's weights into the engine, in process, then verify once: every
+        weight (HF names), or with LoRA the adapter's tensors (PEFT names) as a new adapter."""
         if self.asleep:
             if torch.cuda.is_available():
                 # the learner's freed blocks stay reserved in torch's caching allocator; without
                 # handing them back, vLLM's wake-up would find the GPU full
                 torch.cuda.empty_cache()
             self.llm.wake_up(tags=["weights"])
-        self.llm.collective_rpc("spiral_load_weights", args=(list(state_dict.items()),))
+        if self.adapter is not None:
+            self.adapter.load(state_dict)
+        else:
+            self.llm.collective_rpc("spiral_load_weights", args=(list(state_dict.items()),))
         if self.asleep:
             self.llm.wake_up(tags=["kv_cache"])
             self.asleep = False

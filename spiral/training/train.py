@@ -109,8 +109,9 @@ def _actor(cfg: RunConfig, base: str, hf_copy, tokenizer, learner, dist: distrib
     from spiral.rollout.vllm_actor import VLLMActor, model_logprobs
 
     reference = model_logprobs(learner.model, tokenizer.pad_token_id, cfg.actor.temperature)
+    lora_cfg = cfg.learner.lora if cfg.learner.lora.enabled else None  # base: the base folder
     return VLLMActor(base, tokenizer, cfg.actor, learner.weights(), dtype=cfg.model.dtype,
-                     seed=cfg.seed + dist.rank, reference=reference)
+                     seed=cfg.seed + dist.rank, reference=reference, lora=lora_cfg)
 
 
 def train(cfg: RunConfig, stop=None, max_seconds: float | None = None) -> Path:
