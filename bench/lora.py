@@ -13,8 +13,10 @@ vocabulary, advantages +-1, old log-probs from the base model (which both polici
 - lora/learner_peak_memory_ratio: peak bytes that one PPO update allocates above what was live
   before it (``logprob_memory.peak_bytes``: CUDA allocator statistics, or on CPU the
   profiler's running total of CPU allocations), LoRA / full. It is each learner's first update,
-  so the gradients and AdamW's moments are created inside it and count. Rows
-  lora/learner_peak_bytes/{lora,full}.
+  so the gradients and AdamW's moments are created inside it and count; the weights, live
+  before it, do not. The ratio depends on the batch: the activations are the same for both,
+  and on the default batch (8 x 128 tokens) full fine-tuning peaks in the optimizer step, LoRA
+  at the end of the forward. Rows lora/learner_peak_bytes/{lora,full}.
 - lora/vllm_sync_ratio: median seconds of ``VLLMActor.load_weights`` by adapter (write a PEFT
   folder, swap the adapter id) / by full reload (``reload_weights`` of every tensor), over
   several syncs each, in the vLLM interpreter (this one if it imports vllm, else
