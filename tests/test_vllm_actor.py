@@ -152,13 +152,12 @@ def test_vllm_cpu_actor_with_tied_embeddings(micro_model, tmp_path):
     check(run_script(tie_embeddings(micro_model, tmp_path / "tied"), "cpu"))
 
 
-@needs_vllm
-def test_training_run_with_the_paper_backends_on_cpu(micro_model, tmp_path):
-    """`+exp=kuhn actor=vllm learner=deepspeed` (the kuhn_paper pairing) trains, evaluates,
-    checkpoints and resumes through spiral.launch, on CPU."""
+def train_twice(micro_model, tmp_path, *backend: str) -> tuple[list[dict], Path]:
+    """``+exp=kuhn actor=vllm`` with ``backend`` overrides through spiral.launch, on CPU: to
+    step 1, then resumed to step 2; the logged rows and the run directory."""
     out = tmp_path / "run"
-    command = [vllm_python(), "-m", "spiral.launch", "+exp=kuhn", "actor=vllm",
-               "learner=deepspeed", f"model.name_or_path={micro_model}", f"out_dir={out}",
+    command = [vllm_python(), "-m", "spiral.launch", "+exp=kuhn", "actor=vllm", *backend,
+               f"model.name_or_path={micro_model}", f"out_dir={out}",
                "env.games_per_step=4", "actor.max_new_tokens=12", "eval.every=2",
                "eval.games=4", "eval.opponents=[random]", "checkpoint_every=1",
                "progress=false", "learner.device=cpu"]
@@ -171,8 +170,16 @@ def test_training_run_with_the_paper_backends_on_cpu(micro_model, tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 1, 2]  # resumed at 1, nothing logged twice
     assert rows[2]["eval/KuhnPoker-v1/random/n"] == 4
-    assert 0.0 <= rows[2]["eval/KuhnPoker-v1/exploitability"] <= 1.0
     assert all(r["train/samples"] > 0 for r in rows[1:])
+    return rows, out
+
+
+@needs_vllm
+def test_training_run_with_the_paper_backends_on_cpu(micro_model, tmp_path):
+    """`+exp=kuhn actor=vllm learner=deepspeed` (the kuhn_paper pairing) trains, evaluates,
+    checkpoints and resumes through spiral.launch, on CPU."""
+    rows, out = train_twice(micro_model, tmp_path, "learner=deepspeed")
+    assert 0.0 <= rows[2]["eval/KuhnPoker-v1/exploitability"] <= 1.0
     assert (out / "checkpoints" / "step_2" / "optimizer.safetensors").is_file()
 
 
@@ -208,22 +215,7 @@ def test_vllm_cpu_actor_serves_the_learners_lora_adapter(micro_model, targets):
 def test_training_run_with_lora_and_the_vllm_actor_on_cpu(micro_model, tmp_path):
     """`+exp=kuhn actor=vllm learner.lora.rank=8` trains, evaluates, checkpoints an adapter and
     resumes through spiral.launch, on CPU."""
-    out = tmp_path / "run"
-    command = [vllm_python(), "-m", "spiral.launch", "+exp=kuhn", "actor=vllm",
-               "learner.lora.rank=8", f"model.name_or_path={micro_model}", f"out_dir={out}",
-               "env.games_per_step=4", "actor.max_new_tokens=12", "eval.every=2",
-               "eval.games=4", "eval.opponents=[random]", "checkpoint_every=1",
-               "progress=false", "learner.device=cpu"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-           "OMP_NUM_THREADS": "1"}
-    for steps in (1, 2):
-        done = subprocess.run(command + [f"steps={steps}"], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [0, 1, 2]
-    assert rows[2]["eval/KuhnPoker-v1/random/n"] == 4
-    assert all(r["train/samples"] > 0 for r in rows[1:])
+    _, out = train_twice(micro_model, tmp_path, "learner.lora.rank=8")
     step = out / "checkpoints" / "step_2"
     assert (step / "adapter_config.json").is_file()
     assert (step / "adapter_model.safetensors").is_file()
@@ -269,19 +261,11 @@ def main(model_dir: str, device: str) -> dict:
     learner.update(samples)
     weights_changed = float((score(samples) - before).abs().max())
     actor.sleep()
-    try:
-        actor.generate([samples[0].prompt_ids], seed=0)
-        asleep_generate = "generated while asleep"
-    except RuntimeError as err:
-        asleep_generate = str(err)
+    asleep_generate = asleep_message(actor, samples[0].prompt_ids)
     actor.load_weights(learner.weights())
     stale = load_model(model_dir, ModelConfig(), torch.device(device))
     stale.load_state_dict(old)
-    try:
-        actor.check_sync(model_logprobs(stale, tokenizer.pad_token_id, 1.0), actor._recent)
-        stale_check = "agreed with the old weights"
-    except RuntimeError as err:
-        stale_check = str(err)
+    stale_check = stale_message(actor, stale, tokenizer.pad_token_id)
     return {"rollout_error": rollout_error, "weights_changed": weights_changed,
             "sync_error": actor.sync_error, "stale_check": stale_check,
             "asleep_generate": asleep_generate, "turns": len(samples),
@@ -333,6 +317,17 @@ def asleep_message(actor, prompt_ids) -> str:
     return "generated while asleep"
 
 
+def stale_message(actor, stale, pad_id: int) -> str:
+    """What the sync check says against the previous weights (it must disagree)."""
+    from spiral.rollout.vllm_actor import model_logprobs
+
+    try:
+        actor.check_sync(model_logprobs(stale, pad_id, 1.0), actor._recent)
+    except RuntimeError as err:
+        return str(err)
+    return "agreed with the old weights"
+
+
 def main_lora(model_dir: str, device: str, targets: str = "all-linear") -> dict:
     """The vLLM actor serving a PEFT learner's adapter (rank 4: served as max_lora_rank 8;
     scale 3; ``targets`` comma-separated): three syncs (three adapter ids), each checked
@@ -342,7 +337,6 @@ def main_lora(model_dir: str, device: str, targets: str = "all-linear") -> dict:
     from spiral.models import lora
     from spiral.models.prompting import Prompter
     from spiral.rollout.selfplay import play
-    from spiral.rollout.vllm_actor import model_logprobs
 
     cfg = LoraConfig(rank=4, alpha=12.0, target_modules=tuple(targets.split(",")))
     tokenizer, learner, score, actor = lora_learner_and_actor(model_dir, device, cfg)
@@ -369,11 +363,7 @@ def main_lora(model_dir: str, device: str, targets: str = "all-linear") -> dict:
     actor.load_weights(learner.weights())  # checks itself: a rollout came before it
     ids.append(actor.adapter.request.lora_int_id)
     folders.append(actor.adapter.request.lora_path)
-    try:
-        actor.check_sync(model_logprobs(stale, tokenizer.pad_token_id, 1.0), actor._recent)
-        stale_check = "agreed with the old adapter"
-    except RuntimeError as err:
-        stale_check = str(err)
+    stale_check = stale_message(actor, stale, tokenizer.pad_token_id)
     return {"adapter_matters": adapter_matters, "rollout_error": rollout_error,
             "first_sync_error": first_sync_error, "weights_changed": weights_changed,
             "sync_error": actor.sync_error, "stale_check": stale_check,
