@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.json"
 MANIFEST = "manifest.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"  # a LoRA run's weights (spiral.models.lora)
 FORMAT = 1  # trainer_state.json's "checkpoint_format"; absent before manifests
 _STEP = re.compile(r"^step_(\d+)$")
 _BOOKKEEPING = ("checkpoint_format", "optimizer_tensors", "optimizer_param_groups")
@@ -277,8 +276,8 @@ def _check_step(state: dict, step: int, folder: str) -> None:
 
 def _check_tensors(path: Path, state: dict, step: int) -> None:
     """Every safetensors file opens; the model weights are there; the optimizer is complete."""
-    if not list(path.glob("model*.safetensors")) and not (path / ADAPTER_WEIGHTS).is_file():
-        raise CheckpointError(f"no model weights (model*.safetensors or {ADAPTER_WEIGHTS})")
+    if not list(path.glob("model*.safetensors")) and not (path / lora.ADAPTER_WEIGHTS).is_file():
+        raise CheckpointError(f"no model weights (model*.safetensors or {lora.ADAPTER_WEIGHTS})")
     if not (path / OPTIMIZER_FILE).is_file():
         raise CheckpointError(f"{OPTIMIZER_FILE} is missing")
     for file in sorted(path.rglob("*.safetensors")):
