@@ -211,6 +211,16 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Live trackers beside metrics.jsonl (``pip install -e '.[track]'``); rank 0 writes."""
+
+    tensorboard: bool = False  # event files in out_dir/tensorboard (tensorboard --logdir)
+    wandb: bool = False  # a Weights & Biases run (files in out_dir/wandb)
+    wandb_project: str = "spiral"  # the W&B project
+    wandb_mode: str = "offline"  # "offline" (no account; `wandb sync` later), "online"
+
+
+@dataclass(frozen=True)
 class RunConfig:
     steps: int = ranged(100, ">= 1")  # total training steps; a resumed run continues up to this
     seed: int = ranged(0, ">= 0")  # everything random derives from (seed, step)
@@ -227,6 +237,7 @@ class RunConfig:
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 CHOICES = {
@@ -240,6 +251,7 @@ CHOICES = {
     "tasks.scale": ("none", "std"),
     "model.family": ("embedded", "pretrained"),
     "learner.deepspeed.zero_stage": (0, 1, 2, 3),
+    "tracking.wandb_mode": ("offline", "online"),
 }
 
 # Rules joining keys of one config: (key, test on its dataclass, what the key needs).

@@ -89,6 +89,9 @@ def check_run(cfg: RunConfig) -> None:
                           "base model with the adapter off; a moving anchor needs "
                           "learner.lora.rank=0, or algo.ref_update_every=0")
     _check_backends(cfg)
+    from spiral.training import trackers
+
+    trackers.check(cfg.tracking)
 
 
 def check_tasks(ids, key: str) -> None:

@@ -105,6 +105,9 @@ def check_sft(cfg: SFTConfig) -> None:
         check_opponent(name, cfg.eval.games, "eval.opponents", training=False)
     check_model_path(cfg.model.name_or_path, "model.name_or_path")
     _check_backends(cfg)
+    from spiral.training import trackers
+
+    trackers.check(cfg.tracking)
 
 
 def _check_expert(game_id: str) -> None:

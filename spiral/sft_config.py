@@ -14,7 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from spiral.config import ActorConfig, LearnerConfig, ModelConfig, from_mapping, ranged
+from spiral.config import (
+    ActorConfig,
+    LearnerConfig,
+    ModelConfig,
+    TrackingConfig,
+    from_mapping,
+    ranged,
+)
 from spiral.errors import ConfigError
 
 
@@ -77,6 +84,7 @@ class SFTConfig:
     actor: ActorConfig = field(default_factory=ActorConfig)  # EI sampling and evaluation
     learner: LearnerConfig = field(default_factory=LearnerConfig)  # lr, epochs per step, ...
     eval: SFTEvalConfig = field(default_factory=SFTEvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)  # TensorBoard, W&B
 
 
 MODES = ("sft", "expert_iteration")

@@ -79,7 +79,7 @@ MAY_CHANGE = (  # a name ending in "." covers its whole group
     "learner.backend", "learner.device", "learner.lr", "learner.lr_final",
     "learner.lr_decay_steps", "learner.grad_clip", "learner.epochs", "learner.minibatches",
     "learner.micro_batch_tokens", "learner.deepspeed.",
-    "algo.kl_beta_final", "algo.kl_decay_steps",
+    "algo.kl_beta_final", "algo.kl_decay_steps", "tracking.",
     "eval.",
 )
 NOT_COMPARED = ("resume_force",)  # how to launch, not what the run is

@@ -28,14 +28,32 @@ class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.metrics_path = self.path / "metrics.jsonl"
+        self.trackers = None  # TensorBoard / W&B (spiral.training.trackers), opened by prepare
 
     def prepare(self, start: int, cfg) -> None:
-        """Create the layout, save the resolved config, drop metrics past ``start``."""
+        """Create the layout, save the resolved config, drop metrics past ``start``, open the
+        trackers ``cfg.tracking`` asks for."""
         (self.path / "games").mkdir(parents=True, exist_ok=True)
         from omegaconf import OmegaConf
 
         config = OmegaConf.create(dataclasses.asdict(cfg))
         (self.path / "config.yaml").write_text(OmegaConf.to_yaml(config))
+        self._drop_past(start)
+        tracking = getattr(cfg, "tracking", None)
+        if tracking is not None and (tracking.tensorboard or tracking.wandb):
+            from spiral.training.trackers import Trackers
+
+            self.trackers = Trackers(tracking, self.path, start,
+                                     OmegaConf.to_container(config))
+
+    def close(self) -> None:
+        """Flush and close the trackers (metrics.jsonl is flushed at every line)."""
+        if self.trackers is not None:
+            self.trackers.close()
+            self.trackers = None
+
+    def _drop_past(self, start: int) -> None:
+        """Keep the metric lines of steps up to ``start`` (none on a fresh start)."""
         if not self.metrics_path.exists():
             return
         kept = []
@@ -55,6 +73,8 @@ class RunDir:
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps({"step": step, **metrics}) + "\n")
             f.flush()
+        if self.trackers is not None:
+            self.trackers.log(step, metrics)
 
     def read_metrics(self) -> list[dict]:
         if not self.metrics_path.exists():

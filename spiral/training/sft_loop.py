@@ -59,7 +59,7 @@ MAY_CHANGE = (  # how long and how it runs; a name ending in "." covers its grou
     "actor.backend", "actor.batch_size", "actor.vllm.",
     "learner.backend", "learner.device", "learner.lr", "learner.lr_final",
     "learner.lr_decay_steps", "learner.grad_clip", "learner.epochs", "learner.minibatches",
-    "learner.micro_batch_tokens", "learner.deepspeed.", "eval.",
+    "learner.micro_batch_tokens", "learner.deepspeed.", "eval.", "tracking.",
 )
 
 
@@ -84,7 +84,11 @@ def sft(cfg: SFTConfig) -> Path:
     the run changed."""
     dist = distributed.setup(cfg.learner.device, need_group=cfg.learner.backend == "deepspeed")
     with guard.exclusive(Path(cfg.out_dir), dist):
-        return _run(build(cfg, dist))
+        r = build(cfg, dist)
+        try:
+            return _run(r)
+        finally:
+            r.run.close()  # the trackers (TensorBoard, W&B), if any
 
 
 def needs_actor(cfg: SFTConfig) -> bool:

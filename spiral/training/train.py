@@ -124,7 +124,11 @@ def train(cfg: RunConfig, stop=None, max_seconds: float | None = None) -> Path:
     dist = distributed.setup(cfg.learner.device, need_group=cfg.learner.backend == "deepspeed"
                              or cfg.actor.backend == "vllm")
     with guard.exclusive(Path(cfg.out_dir), dist):
-        return _run(build(cfg, dist), stop, max_seconds)
+        trainer = build(cfg, dist)
+        try:
+            return _run(trainer, stop, max_seconds)
+        finally:
+            trainer.run.close()  # the trackers (TensorBoard, W&B), if any
 
 
 def _run(t: Trainer, stop, max_seconds: float | None) -> Path:
