@@ -36,3 +36,4 @@ def __getattr__(name: str):
 # Built-in tasks: each is one module (or package) and one line here.
 register("GameTheory-v1", "tasks.gametheory:GameTheory")
 register("Deduction-v1", "tasks.deduction:Deduction")
+register("Math-v1", "tasks.mathgen:Math")

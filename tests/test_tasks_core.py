@@ -229,9 +229,11 @@ def test_sample_answers_are_seeded_by_the_rng_only():
 def test_the_docs_example_prompts_are_what_generate_gives():
     """docs/tasks.md pastes generated prompts; they must not drift from the generator."""
     docs = (Path(__file__).resolve().parents[1] / "docs" / "tasks.md").read_text("utf-8")
-    examples = re.findall(r'`generate\((\d+), "(\w+)", "(\w+)", (\d)\)`\n\n```text\n(.*?)\n```',
-                          docs, re.DOTALL)
-    assert {example[2] for example in examples} == set(GAME_THEORY.categories) - {
+    examples = re.findall(r'`(?:tasks\.make\("([\w-]+)"\)\.)?generate\((\d+), "(\w+)", "(\w+)", '
+                          r'(\d)\)`\n\n```text\n(.*?)\n```', docs, re.DOTALL)
+    assert {e[3] for e in examples if not e[0]} == set(GAME_THEORY.categories) - {
         "normal_form_2x2", "normal_form_3x4", "normal_form_4x4"}
-    for seed, split, category, difficulty, prompt in examples:
-        assert GAME_THEORY.generate(int(seed), split, category, int(difficulty)).prompt == prompt
+    assert {e[0] for e in examples} == {"", "Math-v1"}  # "": GameTheory-v1's examples
+    for task_id, seed, split, category, difficulty, prompt in examples:
+        task = tasks.make(task_id) if task_id else GAME_THEORY
+        assert task.generate(int(seed), split, category, int(difficulty)).prompt == prompt

@@ -11,25 +11,21 @@ math-verify's own timeouts stay off (see `spiral.evaluate.grade` for why); inste
 `check_here` arms ``signal.setitimer`` for ``timeout_s`` and the alarm raises `GradingTimeout`,
 a ``BaseException`` that the libraries' ``except Exception`` blocks let through; the answer is
 graded `Verdict.TIMEOUT`. That needs the main thread: `spiral.evaluate.grade` runs it in worker
-processes everywhere else.
+processes everywhere else. The loader and the deadline are `tasks.grading`'s, which the tasks'
+own verifiers (Math-v1) use too.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import math
 import re
-import signal
-import threading
-import time
-from collections.abc import Iterator
 from enum import StrEnum
-from types import ModuleType
 from typing import Any
 
 from envs.core import last_boxed
+from tasks.grading import GradingTimeout, deadline, load_math_verify
+from tasks.grading import can_use_alarm as can_use_alarm  # re-exported for spiral.evaluate.grade
 
 logger = logging.getLogger(__name__)
 
@@ -42,32 +38,6 @@ class Verdict(StrEnum):
     CORRECT = "correct"
     WRONG = "wrong"
     TIMEOUT = "timeout"  # graded as wrong, counted separately
-
-
-class GradingTimeout(BaseException):
-    """Raised by the grading alarm; a BaseException so library ``except Exception`` lets it by."""
-
-
-class _DropTimeoutDisabledWarning(logging.Filter):
-    """math-verify warns once that its timeouts are off; our own deadline replaces them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Timeout is disabled")
-
-
-@functools.cache
-def load_math_verify() -> ModuleType:
-    """Import math-verify and warm it up (its LaTeX parser loads lazily, in tenths of a second).
-
-    Called before any deadline is armed: an alarm must never interrupt an import.
-    """
-    import math_verify
-
-    for name in ("math_verify.parser", "math_verify.grader"):
-        logging.getLogger(name).addFilter(_DropTimeoutDisabledWarning())
-    half = math_verify.parse("\\boxed{\\frac{1}{2}}", parsing_timeout=None)
-    math_verify.verify(half, math_verify.parse("0.5", parsing_timeout=None), timeout_seconds=None)
-    return math_verify
 
 
 def gold_latex(gold: str) -> str:
@@ -93,46 +63,13 @@ def _verify(prediction: str, gold: str) -> bool:
     return bool(mv.verify(gold_parsed, predicted, timeout_seconds=None, raise_on_error=False))
 
 
-def _raise_timeout(signum: int, frame: Any) -> None:
-    raise GradingTimeout
-
-
-@contextlib.contextmanager
-def _deadline(seconds: float) -> Iterator[None]:
-    """Raise `GradingTimeout` in the body after ``seconds``; main thread only.
-
-    An interval timer already running (another library's alarm) is resumed afterwards.
-    """
-    previous_handler = signal.signal(signal.SIGALRM, _raise_timeout)
-    started = time.monotonic()
-    outer_delay, outer_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        try:
-            yield
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-    finally:
-        # None: the old handler was not set from Python and cannot be put back.
-        signal.signal(
-            signal.SIGALRM, signal.SIG_DFL if previous_handler is None else previous_handler
-        )
-        if outer_delay > 0:
-            left = max(outer_delay - (time.monotonic() - started), 1e-3)
-            signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
-
-
-def can_use_alarm() -> bool:
-    """Whether `check_here` can run here: a SIGALRM interval timer, in the main thread."""
-    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-
-
 def check_here(prediction: Any, gold: Any, timeout_s: float) -> Verdict:
     """Grade in this process under a SIGALRM deadline; must run in the main thread."""
     if not isinstance(prediction, str) or not isinstance(gold, str):
         return Verdict.WRONG
     load_math_verify()  # the import and warm-up stay outside the deadline
     try:
-        with _deadline(timeout_s):
+        with deadline(timeout_s):
             return Verdict.CORRECT if _verify(prediction, gold) else Verdict.WRONG
     except GradingTimeout:
         return Verdict.TIMEOUT
