@@ -91,6 +91,27 @@ def check_split(split: str) -> None:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
 
 
+def chosen_categories(task_id: str, categories, known) -> tuple[str, ...]:
+    """The categories a task draws from: ``categories`` (all of ``known`` when None), each one
+    of ``known``; else `ValueError` listing them."""
+    chosen = tuple(known) if categories is None else tuple(categories)
+    unknown = [name for name in chosen if name not in known]
+    if unknown or not chosen:
+        raise ValueError(f"unknown {task_id} categories {unknown or chosen!r}; "
+                         f"choose from {', '.join(known)}")
+    return chosen
+
+
+def check_request(category: str | None, difficulty: int | None, known,
+                  difficulties: tuple[int, ...]) -> None:
+    """A ``generate`` call's category (one of ``known`` or None) and difficulty (one of
+    ``difficulties`` or None), else `ValueError`."""
+    if category is not None and category not in known:
+        raise ValueError(f"unknown category {category!r}; choose from {', '.join(known)}")
+    if difficulty is not None and difficulty not in difficulties:
+        raise ValueError(f"difficulty must be one of {difficulties}, got {difficulty!r}")
+
+
 def generate_in_split(salt: str, seed: int, split: str,
                       draw: Callable[[random.Random], Problem]) -> Problem:
     """``draw(rng)`` with ``rng = random.Random(f"{salt}/{seed}/{split}/{attempt}")`` for

@@ -33,7 +33,15 @@ from fractions import Fraction
 from typing import Any
 
 from tasks.answers import boxed
-from tasks.core import NO_ANSWER, Problem, Score, generate_in_split, instance_key
+from tasks.core import (
+    NO_ANSWER,
+    Problem,
+    Score,
+    check_request,
+    chosen_categories,
+    generate_in_split,
+    instance_key,
+)
 from tasks.grading import DEFAULT_TIMEOUT_S, grade_number, grade_set, grade_tuple
 from tasks.mathexpr import Expr, latex, terms, tex, tree, value
 
@@ -283,21 +291,14 @@ class Math:
 
     def __init__(self, categories: Sequence[str] | None = None,
                  timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
-        chosen = CATEGORIES if categories is None else tuple(categories)
-        unknown = [name for name in chosen if name not in GENERATORS]
-        if unknown or not chosen:
-            raise ValueError(f"unknown {TASK_ID} categories {unknown or chosen!r}; "
-                             f"choose from {', '.join(CATEGORIES)}")
+        chosen = chosen_categories(TASK_ID, categories, CATEGORIES)
         if not (isinstance(timeout_s, int | float) and 0 < timeout_s < math.inf):
             raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
         self.categories, self.timeout_s = chosen, float(timeout_s)
 
     def generate(self, seed: int, split: str = "train", category: str | None = None,
                  difficulty: int | None = None) -> Problem:
-        if category is not None and category not in GENERATORS:
-            raise ValueError(f"unknown category {category!r}; choose from {', '.join(CATEGORIES)}")
-        if difficulty is not None and difficulty not in DIFFICULTIES:
-            raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
+        check_request(category, difficulty, CATEGORIES, DIFFICULTIES)
         salt = f"{TASK_ID}/{category}/{difficulty}"
         return generate_in_split(salt, seed, split,
                                  lambda rng: self._draw(rng, category, difficulty))

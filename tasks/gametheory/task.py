@@ -22,7 +22,15 @@ import random
 from collections.abc import Sequence
 
 from tasks.answers import boxed
-from tasks.core import NO_ANSWER, Problem, Score, generate_in_split, instance_key
+from tasks.core import (
+    NO_ANSWER,
+    Problem,
+    Score,
+    check_request,
+    chosen_categories,
+    generate_in_split,
+    instance_key,
+)
 from tasks.gametheory import auction, bayesian, cooperative, matrix, sequential
 from tasks.gametheory.base import DIFFICULTIES, Category
 
@@ -36,19 +44,11 @@ class GameTheory:
     task_id = "GameTheory-v1"
 
     def __init__(self, categories: Sequence[str] | None = None) -> None:
-        chosen = tuple(ALL) if categories is None else tuple(categories)
-        unknown = [name for name in chosen if name not in ALL]
-        if unknown or not chosen:
-            raise ValueError(f"unknown GameTheory-v1 categories {unknown or chosen!r}; "
-                             f"choose from {', '.join(ALL)}")
-        self.categories = chosen
+        self.categories = chosen_categories(self.task_id, categories, ALL)
 
     def generate(self, seed: int, split: str = "train", category: str | None = None,
                  difficulty: int | None = None) -> Problem:
-        if category is not None and category not in ALL:
-            raise ValueError(f"unknown category {category!r}; choose from {', '.join(ALL)}")
-        if difficulty is not None and difficulty not in DIFFICULTIES:
-            raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
+        check_request(category, difficulty, ALL, DIFFICULTIES)
         salt = f"{self.task_id}/{category}/{difficulty}"
         return generate_in_split(salt, seed, split,
                                  lambda rng: self._draw(rng, category, difficulty))
