@@ -2,7 +2,8 @@
 
     python bench/suite.py [--quick]
 
-Full: env speed, rollout and learner efficiency, the learner's log-prob memory, backends and
+Full: env speed, rollout and learner efficiency, the learner's log-prob memory, LoRA against full
+fine-tuning on SmolLM2-135M (bench/lora.py: needs the prepared model), backends and
 scaling, time to learn Kuhn Poker (stopped at exploitability 0.05 or after 15 minutes), then
 how far supervised perfect play moves the embedded model's TicTacToe tactics: under 30 minutes
 on this 2-core machine.
@@ -30,6 +31,7 @@ FULL = [
     ("rollout", []),
     ("learner", []),
     ("logprob_memory", []),
+    ("lora", []),
     ("scale", []),
     ("learn_kuhn", ["--minutes", "15"]),
 ]
@@ -38,6 +40,7 @@ QUICK = [
     ("rollout", ["--quick"]),
     ("learner", ["--quick"]),
     ("logprob_memory", ["--quick"]),
+    ("lora", ["--quick"]),
     ("scale", ["--quick", "--no-scaling"]),
     ("learn_kuhn", ["--minutes", "0.5"]),
 ]
