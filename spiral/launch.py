@@ -69,7 +69,7 @@ def check_run(cfg: RunConfig) -> None:
     if env.games_per_step == 0 and not cfg.tasks.ids:
         raise ConfigError("env.games_per_step=0 trains no game, and tasks.ids is empty: "
                           "nothing to train (e.g. tasks.ids=[GameTheory-v1])")
-    check_tasks(cfg.tasks.ids, "tasks.ids")
+    check_tasks(cfg.tasks.ids, "tasks.ids", cfg.tasks.kwargs)
     check_games(env.games, "env.games")
     check_game_kwargs(env.game_kwargs, "env.game_kwargs")
     check_opponent(env.opponent, env.games, "env.opponent", training=True, remote=OpenAIOpponent)
@@ -94,14 +94,24 @@ def check_run(cfg: RunConfig) -> None:
     trackers.check(cfg.tracking)
 
 
-def check_tasks(ids, key: str) -> None:
-    """Every id in ``ids`` is a registered task."""
+def check_tasks(ids, key: str, kwargs: dict | None = None) -> None:
+    """Every id in ``ids`` is a registered task, and builds with its ``tasks.kwargs`` options
+    (an unknown category, a bad value); options for a task not in ``ids`` are refused too."""
     import tasks
 
+    kwargs = kwargs or {}
     for task_id in ids:
         if task_id not in tasks.list_tasks():
             raise ConfigError(f"{key}: unknown task {task_id!r}; registered: "
                               f"{', '.join(tasks.list_tasks())}")
+        try:
+            tasks.make(task_id, **kwargs.get(task_id, {}))
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"tasks.kwargs.{task_id}={kwargs.get(task_id, {})!r}: "
+                              f"{' '.join(str(err).split())}") from err
+    for task_id in set(kwargs) - set(ids):
+        raise ConfigError(f"tasks.kwargs.{task_id}: {task_id!r} is not in tasks.ids "
+                          f"({', '.join(ids) or 'empty'})")
 
 
 def advice(cfg: RunConfig) -> list[str]:

@@ -324,3 +324,17 @@ def test_evaluate_refuses_a_folder_that_is_not_a_model_and_a_missing_path(tmp_pa
 def test_plot_of_a_missing_run_is_one_line(tmp_path):
     result, seconds = command(tmp_path, "spiral.plot", str(tmp_path / "no-run"))
     assert_refused(result, seconds, f"error: {tmp_path / 'no-run'}: no such run directory")
+
+
+@pytest.mark.parametrize("exp, override, says", [
+    ("math_grpo", "+tasks.kwargs.Math-v1.categories=[calculus]", "tasks.kwargs.Math-v1="),
+    ("gametheory_grpo", "+tasks.kwargs.GameTheory-v1.categories=[chess]",
+     "tasks.kwargs.GameTheory-v1="),
+    ("kuhn", "+tasks.kwargs.Math-v1.categories=[fractions]", "not in tasks.ids"),
+])
+def test_a_bad_task_option_is_refused_before_any_work(tmp_path, exp, override, says):
+    out = tmp_path / "run"
+    result, seconds = command(tmp_path, "spiral.launch", f"+exp={exp}", f"out_dir={out}",
+                              override)
+    assert_refused(result, seconds, "config error: ", says)
+    assert not out.exists()
