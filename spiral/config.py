@@ -170,6 +170,11 @@ class LearnerConfig:
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)  # backend=deepspeed only
     lora: LoraConfig = field(default_factory=LoraConfig)  # rank > 0: train a LoRA adapter
 
+    @property
+    def shards_weights(self) -> bool:
+        """DeepSpeed ZeRO-3: every rank holds a slice of each weight, not the whole model."""
+        return self.backend == "deepspeed" and self.deepspeed.zero_stage == 3
+
     def lr_at(self, step: int) -> float:
         """The learning rate of training step ``step`` (1-based)."""
         return linear_schedule(self.lr, self.lr_final, self.lr_decay_steps, step)

@@ -30,7 +30,7 @@ from spiral.distributed import Dist, all_reduce
 from spiral.learning.engines import adamw, trainable
 from spiral.learning.ppo import dummy_group
 from spiral.models.logprobs import LogprobModel
-from spiral.models.lora import actor_weights
+from spiral.models.lora import actor_weights, is_adapter
 
 MOMENTS = ("exp_avg", "exp_avg_sq")
 
@@ -107,9 +107,11 @@ class DeepSpeedEngine:
                                                  enabled=self.stage == 3)
 
     def weights(self) -> dict[str, torch.Tensor]:
-        """Full weights in HF names, or a LoRA adapter's tensors (a collective under ZeRO-3)."""
+        """Full weights in HF names, or a LoRA adapter's tensors (a collective under ZeRO-3,
+        which gathers only what it returns: an adapter's tensors, never the frozen base)."""
         model = self.module.model
-        with self.gathered(list(model.parameters())):
+        params = trainable(model) if is_adapter(model) else list(model.parameters())
+        with self.gathered(params):
             state = actor_weights(model)
             if self.stage == 3:
                 return {k: v.detach().clone() for k, v in state.items()}

@@ -57,12 +57,15 @@ class PPOLearner:
         # when kl_beta > 0: a frozen copy of the initial policy or, training a LoRA adapter,
         # the model itself with the adapter disabled (`lora.AdapterOff`), which is never saved
         self.reference = reference
-        self.copied_reference = reference is not None and not isinstance(reference,
-                                                                          lora.AdapterOff)
         scorer = LogprobModel(reference, pad_id, temperature) if reference is not None else None
         self.ppo = PPO(engine, algo, dist, epochs=cfg.epochs, minibatches=cfg.minibatches,
                        micro_batch_tokens=cfg.micro_batch_tokens, pad_id=pad_id,
                        norm_tokens=norm_tokens, reference=scorer)
+
+    @property
+    def copied_reference(self) -> bool:
+        """Whether the KL reference is a copy of its own (saved with checkpoints)."""
+        return self.reference is not None and not isinstance(self.reference, lora.AdapterOff)
 
     @property
     def model(self):
@@ -136,7 +139,7 @@ def make_learner(model, cfg: LearnerConfig, algo: AlgoConfig, *, pad_id: int,
     if algo.kl_beta > 0.0 and lora.is_adapter(model):
         reference = lora.AdapterOff(model)  # the base itself: no copy
     elif algo.kl_beta > 0.0:
-        if cfg.backend == "deepspeed" and cfg.deepspeed.zero_stage == 3:
+        if cfg.shards_weights:
             raise ValueError("algo.kl_beta > 0 needs a full reference copy; use "
                              "learner.deepspeed.zero_stage <= 2")
         reference = copy.deepcopy(model).eval().requires_grad_(False)

@@ -106,9 +106,9 @@ def build(cfg: SFTConfig, dist: distributed.Dist) -> SFTRun:
     tokenizer = load_tokenizer(base)
     model = lora.trainable(cfg.model.name_or_path, resume_from, cfg.model, cfg.learner.lora,
                            pick_device(cfg.learner.device), seed=cfg.seed)
-    zero3 = cfg.learner.backend == "deepspeed" and cfg.learner.deepspeed.zero_stage == 3
-    actor = HFActor(lora.actor_copy(model, zero3), tokenizer, cfg.actor) if needs_actor(
-        cfg) else None
+    actor = None
+    if needs_actor(cfg):  # its own copy, or a view sharing the adapter's frozen base
+        actor = HFActor(lora.actor_copy(model, cfg.learner.shards_weights), tokenizer, cfg.actor)
     learner = make_sft_learner(model, cfg.learner, pad_id=tokenizer.pad_token_id, dist=dist,
                                bf16=cfg.model.dtype == "bfloat16", seed=cfg.seed)
     r = SFTRun(cfg, run, tokenizer, learner, Prompter(tokenizer, cfg.model.enable_thinking),

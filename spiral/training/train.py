@@ -70,8 +70,9 @@ def build(cfg: RunConfig, dist: distributed.Dist) -> Trainer:
     tokenizer = load_tokenizer(base)
     model = lora.trainable(cfg.model.name_or_path, resume_from, cfg.model, cfg.learner.lora,
                            device, seed=cfg.seed)
-    zero3 = cfg.learner.backend == "deepspeed" and cfg.learner.deepspeed.zero_stage == 3
-    hf_copy = lora.actor_copy(model, zero3) if cfg.actor.backend == "hf" else None
+    hf_copy = None  # the hf actor's model, made before ZeRO-3 shards the learner's
+    if cfg.actor.backend == "hf":
+        hf_copy = lora.actor_copy(model, cfg.learner.shards_weights)
     opponent = named_opponent(cfg.env.opponent, device, cfg.actor.max_new_tokens, policy=model)
     learner = _learner(cfg, model, tokenizer, dist)
     vllm_path = resolve_path(cfg.model.name_or_path) if cfg.learner.lora.enabled else base
