@@ -64,10 +64,8 @@ def describe(allowed: str) -> str:
 
 
 def linear_schedule(start: float, final: float | None, decay_steps: int, step: int) -> float:
-    """``start`` at step 1, moving linearly to ``final`` over ``decay_steps``, then flat.
-
-    ``final=None`` or ``decay_steps <= 0`` keeps ``start`` constant.
-    """
+    """``start`` at step 1, moving linearly to ``final`` over ``decay_steps``, then flat;
+    constant when ``final`` is None or ``decay_steps <= 0``."""
     if final is None or decay_steps <= 0:
         return start
     done = min(1.0, (step - 1) / decay_steps)
@@ -274,10 +272,8 @@ RELATIONS = (
 
 
 def defaults(cls: type) -> dict[str, Any]:
-    """The defaults of dataclass ``cls`` as plain YAML-like data (tuples become lists).
-
-    Nested dataclasses become nested mappings; a field without a default is left out.
-    """
+    """The defaults of dataclass ``cls`` as plain YAML-like data (tuples become lists, nested
+    dataclasses nested mappings); a field without a default is left out."""
     out = {}
     for f in dataclasses.fields(cls):
         if f.default is not dataclasses.MISSING:
@@ -304,8 +300,7 @@ def check_override_keys(cls: type, overrides: list[str], ignore: tuple[str, ...]
 
     Hydra refuses it as well, but in several lines; this runs first so the error is ours.
     ``+key=value`` (adding), ``~key``, flags, ``group/sub=option`` and top-level names in
-    ``ignore`` (Hydra's own, e.g. ``hydra``) are left to Hydra and `from_mapping`.
-    """
+    ``ignore`` (Hydra's own, e.g. ``hydra``) are left to Hydra and `from_mapping`."""
     for override in overrides:
         key = override.split("=", 1)[0].split("@", 1)[0]
         if "=" not in override or override.startswith(("-", "+", "~")) or "/" in key:
